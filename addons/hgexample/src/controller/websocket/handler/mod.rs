@@ -1,0 +1,2 @@
+//! WebSocket event handlers.
+pub mod test_message;

@@ -1,0 +1,573 @@
+//! WebSocket events: handlers, typed binding of `data`, middleware, and the registry addons
+//! fill in at start-up.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::hub::Hub;
+use crate::identity::{Identity, Role, UserId};
+use crate::protocol::{Envelope, code};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Events the server handles itself; registering one of these is a start-up error.
+pub const RESERVED_EVENTS: &[&str] = &[
+    "ping",
+    "join",
+    "quit",
+    "publish",
+    "login",
+    "recover",
+    "connected",
+    "kick",
+    "notice",
+    "error",
+];
+
+/// An error reply: `code` and `errorMsg`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventError {
+    /// Reply code (see [`crate::protocol::code`]).
+    pub code: i32,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl EventError {
+    /// Any code.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        EventError {
+            code,
+            message: message.into(),
+        }
+    }
+    /// The handler failed (code -1, hotgo's `SendError`).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(code::HANDLER_ERROR, message)
+    }
+    /// Bad input (400).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(code::BAD_REQUEST, message)
+    }
+    /// Not allowed (403).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(code::FORBIDDEN, message)
+    }
+    /// Not found (404).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(code::NOT_FOUND, message)
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for EventError {}
+
+/// What a successful handler answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// Reply with code 0 and this `data` (`null` is omitted on the wire).
+    Data(Value),
+    /// The handler replied itself (or chose not to); the router sends nothing.
+    Silent,
+}
+
+impl Reply {
+    /// Serialises any value as the reply data.
+    pub fn json<T: Serialize>(value: &T) -> Result<Reply, EventError> {
+        serde_json::to_value(value)
+            .map(Reply::Data)
+            .map_err(|e| EventError::failed(format!("reply not serialisable: {e}")))
+    }
+    /// An empty success reply.
+    pub fn ok() -> Reply {
+        Reply::Data(Value::Null)
+    }
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Data(v)
+    }
+}
+
+/// A handler's outcome.
+pub type EventResult = Result<Reply, EventError>;
+
+/// Everything a handler may use: the connection, the hub, the request's correlation data.
+#[derive(Clone)]
+pub struct EventContext {
+    client: Arc<Client>,
+    hub: Arc<dyn Hub>,
+    event: Arc<str>,
+    seqno: Option<Value>,
+    binary: bool,
+}
+
+impl EventContext {
+    /// Built by the server for each request.
+    pub fn new(
+        client: Arc<Client>,
+        hub: Arc<dyn Hub>,
+        event: &str,
+        seqno: Option<Value>,
+        binary: bool,
+    ) -> Self {
+        EventContext {
+            client,
+            hub,
+            event: Arc::from(event),
+            seqno,
+            binary,
+        }
+    }
+    /// The calling connection.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+    /// The send functions.
+    pub fn hub(&self) -> &Arc<dyn Hub> {
+        &self.hub
+    }
+    /// The caller's identity, `None` when anonymous.
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.client.identity()
+    }
+    /// The caller's user id, `None` when anonymous or an API key.
+    pub fn user_id(&self) -> Option<UserId> {
+        self.client.user_id()
+    }
+    /// The per-connection key/value store.
+    pub fn session(&self) -> &crate::client::Session {
+        self.client.session()
+    }
+    /// The event name of the request.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+    /// The request's seqno.
+    pub fn seqno(&self) -> Option<&Value> {
+        self.seqno.as_ref()
+    }
+    /// Whether the request came as a binary frame (replies then go back in binary).
+    pub fn is_binary(&self) -> bool {
+        self.binary
+    }
+    /// Sends a success reply to the caller now, echoing event and seqno (hotgo's
+    /// `SendSuccess`). Use with [`Reply::Silent`] or for progress messages.
+    pub fn send_success(&self, data: &Value) -> bool {
+        let mut env = Envelope::new(&self.event, data);
+        env.seqno = self.seqno.as_ref();
+        self.client.send_envelope(&env, self.binary)
+    }
+    /// Sends an error reply to the caller now, echoing event and seqno (hotgo's `SendError`).
+    pub fn send_error(&self, err: &EventError) -> bool {
+        let mut env = Envelope::new(&self.event, &Value::Null);
+        env.code = err.code;
+        env.error_msg = Some(&err.message);
+        env.seqno = self.seqno.as_ref();
+        self.client.send_envelope(&env, self.binary)
+    }
+}
+
+/// Binds `data` into a handler's own type; a mismatch is a 400 naming the field.
+///
+/// ```
+/// use serde::Deserialize;
+/// use switchboard_sdk::event::bind;
+/// #[derive(Deserialize)]
+/// struct Move { x: i32 }
+/// let err = bind::<Move>(serde_json::json!({"x": "left"})).err().unwrap();
+/// assert_eq!(err.code, 400);
+/// assert!(err.message.starts_with("data.x:"));
+/// ```
+pub fn bind<T: DeserializeOwned>(data: Value) -> Result<T, EventError> {
+    serde_path_to_error::deserialize::<_, T>(data).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            EventError::bad_request(format!("data: {inner}"))
+        } else {
+            EventError::bad_request(format!("data.{path}: {inner}"))
+        }
+    })
+}
+
+/// A type-erased event handler.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one request.
+    fn call(&self, ctx: EventContext, data: Value) -> BoxFuture<'static, EventResult>;
+}
+
+struct FnHandler<F, T> {
+    f: F,
+    _data: PhantomData<fn(T)>,
+}
+
+impl<F, Fut, T> Handler for FnHandler<F, T>
+where
+    F: Fn(EventContext, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = EventResult> + Send + 'static,
+    T: DeserializeOwned + Send + 'static,
+{
+    fn call(&self, ctx: EventContext, data: Value) -> BoxFuture<'static, EventResult> {
+        match bind::<T>(data) {
+            Ok(t) => Box::pin((self.f)(ctx, t)),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+/// Wraps an async function `fn(EventContext, T) -> EventResult` as a [`Handler`]; `T` is any
+/// deserialisable type (`serde_json::Value` for raw data).
+pub fn handler_fn<F, Fut, T>(f: F) -> Arc<dyn Handler>
+where
+    F: Fn(EventContext, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = EventResult> + Send + 'static,
+    T: DeserializeOwned + Send + 'static,
+{
+    Arc::new(FnHandler {
+        f,
+        _data: PhantomData,
+    })
+}
+
+/// Middleware around handlers (seed 002's Use/Next/Abort): code before `next.run` runs
+/// before the handler, code after it runs after; returning without calling `next` aborts
+/// with that result.
+///
+/// ```
+/// use switchboard_sdk::event::{EventContext, EventError, EventResult, Middleware, Next};
+/// struct RequireLogin;
+/// #[switchboard_sdk::async_trait]
+/// impl Middleware for RequireLogin {
+///     async fn handle(&self, ctx: EventContext, data: serde_json::Value, next: Next<'_>) -> EventResult {
+///         if ctx.user_id().is_none() {
+///             return Err(EventError::forbidden("log in first"));
+///         }
+///         next.run(ctx, data).await
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Middleware: Send + Sync + 'static {
+    /// Handles a request, usually by calling `next.run(ctx, data)`.
+    async fn handle(&self, ctx: EventContext, data: Value, next: Next<'_>) -> EventResult;
+}
+
+/// The rest of a middleware chain.
+pub struct Next<'a> {
+    rest: &'a [Arc<dyn Middleware>],
+    handler: &'a dyn Handler,
+}
+
+impl<'a> Next<'a> {
+    /// Runs the remaining middleware and the handler.
+    pub async fn run(self, ctx: EventContext, data: Value) -> EventResult {
+        match self.rest.split_first() {
+            Some((first, rest)) => {
+                first
+                    .handle(
+                        ctx,
+                        data,
+                        Next {
+                            rest,
+                            handler: self.handler,
+                        },
+                    )
+                    .await
+            }
+            None => self.handler.call(ctx, data).await,
+        }
+    }
+}
+
+/// A registered event.
+pub struct Route {
+    handler: Arc<dyn Handler>,
+    role: Option<Role>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    addon: String,
+}
+
+impl Route {
+    /// The role a caller needs, if any.
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+    /// The addon that registered it.
+    pub fn addon(&self) -> &str {
+        &self.addon
+    }
+}
+
+/// Options of one registered event.
+pub struct RouteBuilder<'a> {
+    route: Option<&'a mut Route>,
+}
+
+impl RouteBuilder<'_> {
+    /// Requires a role (e.g. `Role::Operator`); others get 403.
+    pub fn role(self, role: Role) -> Self {
+        let route = self.route.map(|r| {
+            r.role = Some(role);
+            r
+        });
+        RouteBuilder { route }
+    }
+    /// Adds middleware that runs only for this event, after the global chain.
+    pub fn middleware(self, m: impl Middleware) -> Self {
+        let route = self.route.map(|r| {
+            r.middleware.push(Arc::new(m));
+            r
+        });
+        RouteBuilder { route }
+    }
+}
+
+/// A start-up error in event registration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The name belongs to a built-in event.
+    #[error("addon `{addon}` registers event `{event}`, which is a reserved built-in event")]
+    Reserved {
+        /// Addon name.
+        addon: String,
+        /// Event name.
+        event: String,
+    },
+    /// The name was registered before.
+    #[error("event `{event}` is registered twice (by addon `{first}` and by addon `{second}`)")]
+    Duplicate {
+        /// Event name.
+        event: String,
+        /// First registrant.
+        first: String,
+        /// Second registrant.
+        second: String,
+    },
+    /// Not a usable event name.
+    #[error("addon `{addon}` registers an invalid event name `{event}` (1-128 bytes)")]
+    Invalid {
+        /// Addon name.
+        addon: String,
+        /// Event name.
+        event: String,
+    },
+}
+
+/// Where addons register their events at start-up.
+///
+/// ```
+/// use switchboard_sdk::event::{EventContext, EventRegistry, EventResult};
+/// async fn echo(_ctx: EventContext, data: serde_json::Value) -> EventResult {
+///     Ok(data.into())
+/// }
+/// let mut reg = EventRegistry::new();
+/// reg.set_addon("demo");
+/// reg.on("admin/addons/demo/echo", echo);
+/// reg.on("ping", echo); // reserved
+/// assert!(reg.build().is_err());
+/// ```
+#[derive(Default)]
+pub struct EventRegistry {
+    routes: HashMap<String, Route>,
+    global: Vec<Arc<dyn Middleware>>,
+    errors: Vec<RegistryError>,
+    addon: String,
+    dummy: Option<Route>,
+}
+
+impl EventRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the addon whose registrations follow (for error messages). The server calls this.
+    pub fn set_addon(&mut self, name: &str) {
+        self.addon = name.to_string();
+    }
+
+    /// Registers an async function `fn(EventContext, T) -> EventResult`.
+    pub fn on<F, Fut, T>(&mut self, name: &str, f: F) -> RouteBuilder<'_>
+    where
+        F: Fn(EventContext, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = EventResult> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.handler(name, handler_fn(f))
+    }
+
+    /// Registers a type-erased handler.
+    pub fn handler(&mut self, name: &str, handler: Arc<dyn Handler>) -> RouteBuilder<'_> {
+        let addon = self.addon.clone();
+        if name.is_empty() || name.len() > crate::protocol::MAX_EVENT_LEN {
+            self.errors.push(RegistryError::Invalid {
+                addon,
+                event: name.to_string(),
+            });
+            return RouteBuilder { route: None };
+        }
+        if RESERVED_EVENTS.contains(&name) {
+            self.errors.push(RegistryError::Reserved {
+                addon,
+                event: name.to_string(),
+            });
+            return RouteBuilder { route: None };
+        }
+        if let Some(existing) = self.routes.get(name) {
+            self.errors.push(RegistryError::Duplicate {
+                event: name.to_string(),
+                first: existing.addon.clone(),
+                second: addon,
+            });
+            // Options of the rejected registration go nowhere.
+            self.dummy = Some(Route {
+                handler,
+                role: None,
+                middleware: Vec::new(),
+                addon: String::new(),
+            });
+            return RouteBuilder {
+                route: self.dummy.as_mut(),
+            };
+        }
+        let route = self.routes.entry(name.to_string()).or_insert(Route {
+            handler,
+            role: None,
+            middleware: Vec::new(),
+            addon,
+        });
+        RouteBuilder { route: Some(route) }
+    }
+
+    /// Adds middleware that runs around every addon event.
+    pub fn middleware(&mut self, m: impl Middleware) {
+        self.global.push(Arc::new(m));
+    }
+
+    /// Finishes registration; fails with every problem found.
+    pub fn build(self) -> Result<EventRouter, Vec<RegistryError>> {
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(EventRouter {
+            routes: self.routes,
+            global: self.global,
+        })
+    }
+}
+
+/// The frozen event table the server dispatches through.
+pub struct EventRouter {
+    routes: HashMap<String, Route>,
+    global: Vec<Arc<dyn Middleware>>,
+}
+
+impl EventRouter {
+    /// The route of an event.
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.get(name)
+    }
+
+    /// Registered event names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Runs the role check, the middleware chain and the handler of `route`.
+    pub async fn dispatch(&self, route: &Route, ctx: EventContext, data: Value) -> EventResult {
+        if let Some(required) = route.role {
+            let allowed = ctx.identity().is_some_and(|i| i.has_role(required));
+            if !allowed {
+                return Err(EventError::forbidden(format!(
+                    "event requires the {required} role"
+                )));
+            }
+        }
+        if route.middleware.is_empty() {
+            return Next {
+                rest: &self.global,
+                handler: &*route.handler,
+            }
+            .run(ctx, data)
+            .await;
+        }
+        let chain: Vec<Arc<dyn Middleware>> = self
+            .global
+            .iter()
+            .chain(route.middleware.iter())
+            .cloned()
+            .collect();
+        Next {
+            rest: &chain,
+            handler: &*route.handler,
+        }
+        .run(ctx, data)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn echo(_ctx: EventContext, data: Value) -> EventResult {
+        Ok(data.into())
+    }
+
+    #[test]
+    fn duplicate_and_reserved_names_are_reported_together() {
+        let mut reg = EventRegistry::new();
+        reg.set_addon("a");
+        reg.on("x", echo);
+        reg.on("join", echo);
+        reg.set_addon("b");
+        reg.on("x", echo).role(Role::Admin);
+        reg.on("", echo);
+        let errs = reg.build().err().unwrap();
+        assert_eq!(errs.len(), 3);
+        assert!(errs[0].to_string().contains("reserved"));
+        assert!(
+            errs[1]
+                .to_string()
+                .contains("by addon `a` and by addon `b`")
+        );
+    }
+
+    #[test]
+    fn bind_names_nested_fields() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Inner {
+            n: u8,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Inner,
+        }
+        let e = bind::<Outer>(serde_json::json!({"inner": {"n": 300}})).unwrap_err();
+        assert!(e.message.starts_with("data.inner.n:"), "{}", e.message);
+        let e = bind::<Outer>(Value::Null).unwrap_err();
+        assert!(e.message.starts_with("data:"), "{}", e.message);
+    }
+}

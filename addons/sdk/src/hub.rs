@@ -1,0 +1,39 @@
+//! The send functions: what addons and the host call to reach connections.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::client::{Client, ClientId};
+use crate::identity::UserId;
+use crate::protocol::Push;
+use crate::tag::Tag;
+
+/// The connection hub. Every send returns how many connections it reached (cluster-wide in
+/// cluster mode); none of them waits on a slow socket.
+///
+/// ```no_run
+/// # use switchboard_sdk::{Hub, Push, UserId};
+/// # use serde_json::json;
+/// # async fn demo(hub: &dyn Hub) {
+/// let reached = hub.send_to_user(UserId(42), Push::new("notice", json!({"text": "paid"}))).await;
+/// println!("reached {reached} devices");
+/// # }
+/// ```
+#[async_trait]
+pub trait Hub: Send + Sync + 'static {
+    /// Pushes to every connection (stream `all`).
+    async fn send_to_all(&self, push: Push) -> usize;
+    /// Pushes to one connection (no stream; not replayable).
+    async fn send_to_client(&self, id: &ClientId, push: Push) -> usize;
+    /// Pushes to every device of a user (stream `user:<id>`).
+    async fn send_to_user(&self, user: UserId, push: Push) -> usize;
+    /// Pushes to every member of a tag (stream `tag:<name>`).
+    async fn send_to_tag(&self, tag: &Tag, push: Push) -> usize;
+    /// A connection held by this node.
+    fn client(&self, id: &ClientId) -> Option<Arc<Client>>;
+    /// The connections of a user held by this node.
+    fn user_clients(&self, user: UserId) -> Vec<Arc<Client>>;
+    /// This node's id.
+    fn node_id(&self) -> &str;
+}

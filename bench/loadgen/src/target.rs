@@ -1,0 +1,253 @@
+//! The systems under test, each behind one adapter: how to log in, where to connect, what the
+//! echo and join frames look like, and which inbound frames are heartbeats to answer. Scenarios see
+//! only this interface, so every system is driven by exactly the same code.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::http::HttpClient;
+use crate::net::Sources;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// This project: login, bearer token, `connected` frame, the hgexample echo event.
+    Switchboard,
+    /// tokio-tungstenite alone (bench/peers/bare-tungstenite).
+    BareTungstenite,
+    /// Node `ws` (bench/peers/node/ws-server.js).
+    NodeWs,
+    /// Node Socket.IO (bench/peers/node/socketio-server.js).
+    SocketioNode,
+    /// socketioxide (bench/peers/socketioxide).
+    Socketioxide,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Switchboard => "switchboard",
+            Kind::BareTungstenite => "bare-tungstenite",
+            Kind::NodeWs => "node-ws",
+            Kind::SocketioNode => "socketio-node",
+            Kind::Socketioxide => "socketioxide",
+        }
+    }
+
+    fn wire(self) -> Wire {
+        match self {
+            Kind::Switchboard => Wire::Switchboard,
+            Kind::BareTungstenite | Kind::NodeWs => Wire::Plain,
+            Kind::SocketioNode | Kind::Socketioxide => Wire::SocketIo,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// Switchboard's JSON envelope, authenticated.
+    Switchboard,
+    /// The same envelope, no auth, user chosen by `?user=`.
+    Plain,
+    /// Socket.IO v5 over Engine.IO v4, WebSocket transport only.
+    SocketIo,
+}
+
+/// A user whose connections the API scenario addresses with `toUser`.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: Value,
+    token: Option<String>,
+}
+
+pub struct Target {
+    pub addr: SocketAddr,
+    wire: Wire,
+    admin: Option<User>,
+    password: String,
+    sources: Sources,
+}
+
+pub const ECHO_EVENT: &str = "admin/addons/hgexample/testMessage";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Target {
+    /// For Switchboard, logs in as `username` (an admin) whose token then signs every HTTP send.
+    pub async fn new(kind: Kind, addr: SocketAddr, username: &str, password: &str, sources: Sources) -> anyhow::Result<Self> {
+        let mut target = Self { addr, wire: kind.wire(), admin: None, password: password.to_owned(), sources };
+        if target.wire == Wire::Switchboard {
+            target.admin = Some(target.login(username, password).await.context("admin login")?);
+        }
+        Ok(target)
+    }
+
+    pub fn bearer(&self) -> Option<&str> {
+        self.admin.as_ref().and_then(|u| u.token.as_deref())
+    }
+
+    /// The identity of connections that no scenario addresses by user.
+    pub fn default_user(&self) -> User {
+        self.admin.clone().unwrap_or(User { id: json!("0"), token: None })
+    }
+
+    /// `n` distinct users. Switchboard's are created through its API (members) and logged in.
+    pub async fn users(&self, n: usize) -> anyhow::Result<Vec<User>> {
+        if self.wire != Wire::Switchboard {
+            return Ok((1..=n).map(|i| User { id: json!(i.to_string()), token: None }).collect());
+        }
+        let mut http = HttpClient::new(self.addr);
+        let mut users = Vec::with_capacity(n);
+        for i in 1..=n {
+            let name = format!("bench-u{i}");
+            let body = json!({"username": name, "password": self.password, "roles": ["member"]});
+            let resp = http.post("/api/users", self.bearer(), body.to_string().as_bytes()).await?;
+            if resp.status != 201 && resp.status != 409 {
+                bail!("POST /api/users answered {}: {}", resp.status, String::from_utf8_lossy(&resp.body));
+            }
+            users.push(self.login(&name, &self.password).await?);
+        }
+        Ok(users)
+    }
+
+    async fn login(&self, username: &str, password: &str) -> anyhow::Result<User> {
+        let body = json!({"username": username, "password": password}).to_string();
+        let resp = HttpClient::new(self.addr).post("/api/auth/login", None, body.as_bytes()).await?;
+        let v = resp.json();
+        let token = v["token"].as_str().with_context(|| {
+            format!("login {username} answered {}: {}", resp.status, String::from_utf8_lossy(&resp.body))
+        })?;
+        Ok(User { id: v["user"]["id"].clone(), token: Some(token.to_owned()) })
+    }
+
+    /// Opens a connection as `user` and completes the protocol's own handshake, so that when this
+    /// returns the server has registered the connection and will deliver to it.
+    pub async fn connect(&self, user: &User) -> anyhow::Result<Conn> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(user)).await.context("connect timed out")?
+    }
+
+    async fn connect_inner(&self, user: &User) -> anyhow::Result<Conn> {
+        let uid = user.id.as_str().map(str::to_owned).unwrap_or_else(|| user.id.to_string());
+        let url = match self.wire {
+            Wire::Switchboard => format!("ws://{}/socket", self.addr),
+            Wire::Plain => format!("ws://{}/socket?user={uid}", self.addr),
+            Wire::SocketIo => format!("ws://{}/socket.io/?EIO=4&transport=websocket&user={uid}", self.addr),
+        };
+        let mut request = url.into_client_request()?;
+        if let Some(token) = &user.token {
+            request.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
+        }
+        let tcp = self.sources.connect(self.addr).await.context("tcp connect")?;
+        // Small buffers: 10,000 client connections must fit beside the server.
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+            .await
+            .context("websocket handshake")?;
+        let mut conn = Conn { ws, wire: self.wire };
+        match self.wire {
+            Wire::Plain => {}
+            Wire::Switchboard => {
+                let first = conn.recv().await.context("closed before `connected`")?;
+                if !first.contains("\"connected\"") {
+                    bail!("first frame is not `connected`: {}", &first[..first.len().min(200)]);
+                }
+            }
+            Wire::SocketIo => {
+                let open = conn.recv().await.context("closed before the Engine.IO open packet")?;
+                if !open.starts_with('0') {
+                    bail!("expected an Engine.IO open packet, got {open}");
+                }
+                conn.send("40".into()).await?;
+                loop {
+                    let ack = conn.recv().await.context("closed before the namespace connect")?;
+                    if ack.starts_with("40") {
+                        break;
+                    }
+                    if ack.starts_with("44") {
+                        bail!("namespace connect refused: {ack}");
+                    }
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    /// An echo request; its reply carries `"s":seq` in its data.
+    pub fn echo_frame(&self, seq: u64, payload: &str) -> String {
+        match self.wire {
+            Wire::SocketIo => format!("42[\"echo\",{{\"s\":{seq},\"p\":\"{payload}\"}}]"),
+            _ => format!("{{\"event\":\"{ECHO_EVENT}\",\"data\":{{\"s\":{seq},\"p\":\"{payload}\"}},\"seqno\":{seq}}}"),
+        }
+    }
+
+    /// Joins a tag (a room); the reply is a frame mentioning `"join"`.
+    pub fn join_frame(&self, tag: &str) -> String {
+        match self.wire {
+            Wire::SocketIo => format!("42[\"join\",\"{tag}\"]"),
+            _ => format!("{{\"event\":\"join\",\"data\":{{\"id\":\"{tag}\"}}}}"),
+        }
+    }
+}
+
+pub struct Conn {
+    ws: WebSocketStream<TcpStream>,
+    wire: Wire,
+}
+
+impl Conn {
+    /// The next application frame. Heartbeats are answered here (WebSocket pings by tungstenite,
+    /// Engine.IO's `2` with `3`); `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Utf8Bytes> {
+        loop {
+            match self.ws.next().await? {
+                Ok(Message::Text(text)) => {
+                    if self.wire == Wire::SocketIo && text.as_str() == "2" {
+                        self.ws.send(Message::text("3")).await.ok()?;
+                        continue;
+                    }
+                    return Some(text);
+                }
+                Ok(Message::Binary(bytes)) => return Utf8Bytes::try_from(bytes).ok(),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    pub async fn send(&mut self, text: String) -> anyhow::Result<()> {
+        self.ws.send(Message::text(text)).await?;
+        Ok(())
+    }
+
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(None)).await;
+    }
+}
+
+/// Extracts the unsigned integer after `"key":` in a JSON text without parsing the whole frame:
+/// the receive path of 10,000 connections must stay cheaper than the servers it measures.
+pub fn find_u64(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(key)? + key.len();
+    let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
+    text[at..at + digits].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_u64;
+
+    #[test]
+    fn finds_numbers_in_any_envelope() {
+        assert_eq!(find_u64(r#"{"event":"bench","data":{"p":"x","t":1234},"code":0}"#, "\"t\":"), Some(1234));
+        assert_eq!(find_u64(r#"42["bench",{"t":99,"p":"x"}]"#, "\"t\":"), Some(99));
+        assert_eq!(find_u64(r#"{"data":{"s":"x"}}"#, "\"s\":"), None);
+    }
+}

@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""Turns the load generator's JSON results into bench/RESULTS.md and SVG charts.
+
+Standard library only. Every table compares each system with Switchboard (ratio = system ÷
+Switchboard, so read it with the metric's direction: higher msgs/s is better, lower CPU is better).
+
+    python3 bench/report.py --results bench/results --meta bench/meta.json --out bench
+"""
+
+import argparse
+import glob
+import json
+import math
+import os
+
+SYSTEMS = ["switchboard", "bare-tungstenite", "node-ws", "socketio-node", "socketioxide"]
+COLORS = {
+    "switchboard": "#d62728",
+    "bare-tungstenite": "#7f7f7f",
+    "node-ws": "#1f77b4",
+    "socketio-node": "#2ca02c",
+    "socketioxide": "#9467bd",
+}
+CONTENDED_PCT = 10  # background CPU above this (of both cores) marks a result as contended
+
+
+def load(results_dir):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        doc = json.load(open(path))
+        system, scenario = os.path.basename(path)[: -len(".json")].split(".", 1)
+        runs[(system, scenario)] = doc
+    return runs
+
+
+def res(runs, system, scenario):
+    doc = runs.get((system, scenario))
+    return doc.get("result") if doc else None
+
+
+# ---- formatting ---------------------------------------------------------------------------------
+
+def num(v, digits=0):
+    if v is None:
+        return "—"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def ms(us):
+    return "—" if us is None else f"{us / 1000:.2f}"
+
+
+def ratio(v, base):
+    if v is None or not base:
+        return "—"
+    return f"{v / base:.2f}×"
+
+
+def dig(d, *path):
+    for p in path:
+        if d is None:
+            return None
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
+
+
+class Table:
+    def __init__(self, headers):
+        self.headers = headers
+        self.rows = []
+
+    def add(self, row):
+        self.rows.append(row)
+
+    def md(self):
+        out = ["| " + " | ".join(self.headers) + " |", "|" + "---|" * len(self.headers)]
+        out += ["| " + " | ".join(str(c) for c in r) + " |" for r in self.rows]
+        return "\n".join(out)
+
+
+def label(runs, system, scenario):
+    doc = runs.get((system, scenario)) or {}
+    busy = doc.get("background_busy_pct", 0) or 0
+    mark = " †" if busy > CONTENDED_PCT else ""
+    return f"{system}{mark}"
+
+
+def error_row(runs, system, scenario, width):
+    doc = runs.get((system, scenario))
+    if not doc:
+        return None
+    err = (doc.get("error") or "no result").replace("|", "/").replace("\n", " ")[:160]
+    return [system, f"failed: {err}"] + [""] * (width - 2)
+
+
+# ---- tables -------------------------------------------------------------------------------------
+
+def systems_in(runs):
+    present = {s for s, _ in runs}
+    return [s for s in SYSTEMS if s in present] + sorted(present - set(SYSTEMS))
+
+
+def idle_table(runs):
+    t = Table(["system", "connections", "RSS / connection (KiB)", "vs Switchboard", "CPU µs / connection-second", "vs Switchboard", "open at end"])
+    base = res(runs, "switchboard", "idle") or {}
+    for s in systems_in(runs):
+        r = res(runs, s, "idle")
+        if not r:
+            row = error_row(runs, s, "idle", len(t.headers))
+            row and t.add(row)
+            continue
+        rss = r["rss_per_connection_bytes"] / 1024
+        t.add([label(runs, s, "idle"), num(r["connections"]), num(rss, 1), ratio(rss, (base.get("rss_per_connection_bytes") or 0) / 1024),
+               num(r["cpu_us_per_connection_second"], 3), ratio(r["cpu_us_per_connection_second"], base.get("cpu_us_per_connection_second")),
+               num(r["still_open_at_end"])])
+    return t
+
+
+def echo_table(runs, scenario):
+    t = Table(["system", "msgs/s", "vs Switchboard", "p50 ms", "p99 ms", "p99.9 ms", "server CPU µs / msg", "vs Switchboard", "bad replies"])
+    base = res(runs, "switchboard", scenario) or {}
+    for s in systems_in(runs):
+        r = res(runs, s, scenario)
+        if not r:
+            row = error_row(runs, s, scenario, len(t.headers))
+            row and t.add(row)
+            continue
+        lat = r["latency"]
+        t.add([label(runs, s, scenario), num(r["msgs_per_s"]), ratio(r["msgs_per_s"], base.get("msgs_per_s")),
+               ms(lat.get("p50_us")), ms(lat.get("p99_us")), ms(lat.get("p999_us")),
+               num(r["server_cpu_us_per_msg"], 2), ratio(r["server_cpu_us_per_msg"], base.get("server_cpu_us_per_msg")),
+               num(r["mismatched_replies"])])
+    return t
+
+
+def fanout_best(r):
+    """The highest rate whose p99 stayed under the limit with nothing lost, else the first step."""
+    if not r or not r.get("steps"):
+        return None, False
+    return (r["best"], True) if r.get("best") else (r["steps"][0], False)
+
+
+def fanout_table(runs, scenario):
+    t = Table(["system", "recipients", "best rate /s", "deliveries/s", "vs Switchboard", "p50 ms", "p99 ms", "p99.9 ms",
+               "server CPU µs / delivery", "vs Switchboard", "stopped at"])
+    base, _ = fanout_best(res(runs, "switchboard", scenario))
+    base = base or {}
+    for s in systems_in(runs):
+        r = res(runs, s, scenario)
+        step, ok = fanout_best(r)
+        if not step:
+            row = error_row(runs, s, scenario, len(t.headers))
+            row and t.add(row)
+            continue
+        lat = step["delivery_latency"]
+        last = r["steps"][-1]
+        stop = "—" if last.get("ok") else f"{last['rate_per_s']:g}/s: p99 {ms(dig(last, 'delivery_latency', 'p99_us'))} ms, lost {num(last['lost'])}"
+        t.add([label(runs, s, scenario), num(r["recipients_per_broadcast"]), f"{step['rate_per_s']:g}" + ("" if ok else " (failed)"),
+               num(step["deliveries_per_s"]), ratio(step["deliveries_per_s"], base.get("deliveries_per_s")),
+               ms(lat.get("p50_us")), ms(lat.get("p99_us")), ms(lat.get("p999_us")),
+               num(step["server_cpu_us_per_delivery"], 2), ratio(step["server_cpu_us_per_delivery"], base.get("server_cpu_us_per_delivery")), stop])
+    return t
+
+
+def fanout_steps(runs, scenario):
+    t = Table(["system", "rate /s", "received / expected", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU µs / delivery", "HTTP p99 ms"])
+    for s in systems_in(runs):
+        for step in (res(runs, s, scenario) or {}).get("steps", []):
+            lat = step["delivery_latency"]
+            t.add([s, f"{step['rate_per_s']:g}", f"{num(step['received'])} / {num(step['expected_deliveries'])}", num(step["deliveries_per_s"]),
+                   ms(lat.get("p50_us")), ms(lat.get("p99_us")), ms(lat.get("p999_us")), num(step["server_cpu_us_per_delivery"], 2),
+                   ms(dig(step, "http_latency", "p99_us"))])
+    return t
+
+
+def storm_table(runs):
+    t = Table(["system", "opened", "failures", "connects/s", "vs Switchboard", "p50 ms", "p99 ms", "server CPU µs / connect", "first error"])
+    base = dig(res(runs, "switchboard", "storm"), "connect", "connects_per_s")
+    for s in systems_in(runs):
+        r = res(runs, s, "storm")
+        if not r:
+            row = error_row(runs, s, "storm", len(t.headers))
+            row and t.add(row)
+            continue
+        c = r["connect"]
+        err = (c["first_errors"] or [""])[0].replace("|", "/")[:80]
+        t.add([label(runs, s, "storm"), num(c["opened"]), num(c["failures"]), num(c["connects_per_s"]), ratio(c["connects_per_s"], base),
+               ms(dig(c, "connect_latency", "p50_us")), ms(dig(c, "connect_latency", "p99_us")), num(r["server_cpu_us_per_connect"], 1), err])
+    return t
+
+
+def api_table(runs):
+    t = Table(["system", "requests/s", "vs Switchboard", "HTTP p50 ms", "HTTP p99 ms", "delivery p50 ms", "delivery p99 ms",
+               "received / reported", "errors", "server CPU µs / request"])
+    base = (res(runs, "switchboard", "api") or {}).get("requests_per_s")
+    for s in systems_in(runs):
+        r = res(runs, s, "api")
+        if not r:
+            row = error_row(runs, s, "api", len(t.headers))
+            row and t.add(row)
+            continue
+        t.add([label(runs, s, "api"), num(r["requests_per_s"]), ratio(r["requests_per_s"], base),
+               ms(dig(r, "http_latency", "p50_us")), ms(dig(r, "http_latency", "p99_us")),
+               ms(dig(r, "delivery_latency", "p50_us")), ms(dig(r, "delivery_latency", "p99_us")),
+               f"{num(r['received'])} / {num(r['delivered_reported'])}", num(r["errors"]), num(r["server_cpu_us_per_request"], 1)])
+    return t
+
+
+def step_at(r, rate):
+    for step in (r or {}).get("steps", []):
+        if step["rate_per_s"] == rate:
+            return step
+    return None
+
+
+def targets_table(runs):
+    """Issue 8's targets, checked against this run."""
+    t = Table(["target", "measured", "met"])
+    sb = lambda sc: res(runs, "switchboard", sc)
+
+    def add(name, value, ok):
+        t.add([name, value, "—" if ok is None else ("yes" if ok else "**no**")])
+
+    idle = sb("idle")
+    if idle:
+        kib = idle["rss_per_connection_bytes"] / 1024
+        add("idle: ≤ 8 KiB RSS per connection", f"{kib:.1f} KiB at {num(idle['connections'])}", kib <= 8)
+        cpu = idle["cpu_us_per_connection_second"]
+        add("idle: ≤ 2 µs CPU per connection-second", f"{cpu:.3f} µs", cpu <= 2)
+    for sc in ("echo-small", "echo-4k"):
+        mine = (sb(sc) or {}).get("msgs_per_s")
+        for peer, factor, text in (("bare-tungstenite", 0.9, "≥ 0.9× bare-tungstenite"), ("socketioxide", 1.0, "≥ socketioxide"), ("node-ws", 2.5, "≥ 2.5× node-ws")):
+            theirs = (res(runs, peer, sc) or {}).get("msgs_per_s")
+            if mine and theirs:
+                add(f"{sc}: msgs/s {text}", f"{mine / theirs:.2f}×", mine >= factor * theirs)
+    for sc in ("fanout-all", "fanout-tag"):
+        mine, _ = fanout_best(sb(sc))
+        for peer, factor, text in (("bare-tungstenite", 1.1, "≤ 1.1× bare-tungstenite"), ("node-ws", 0.85, "≤ 0.85× node-ws")):
+            theirs, _ = fanout_best(res(runs, peer, sc))
+            if mine and theirs and theirs["server_cpu_us_per_delivery"]:
+                r = mine["server_cpu_us_per_delivery"] / theirs["server_cpu_us_per_delivery"]
+                add(f"{sc}: CPU per delivery {text}", f"{r:.2f}×", r <= factor)
+    bare_best, bare_ok = fanout_best(res(runs, "bare-tungstenite", "fanout-all"))
+    if bare_best and bare_ok:
+        mine = step_at(sb("fanout-all"), bare_best["rate_per_s"])
+        if mine and dig(mine, "delivery_latency", "p99_us") and dig(bare_best, "delivery_latency", "p99_us"):
+            r = mine["delivery_latency"]["p99_us"] / bare_best["delivery_latency"]["p99_us"]
+            add(f"fanout-all: p99 within 1.2× bare-tungstenite's (at {bare_best['rate_per_s']:g}/s)", f"{r:.2f}×", r <= 1.2)
+    mine, _ = fanout_best(sb("fanout-all"))
+    theirs, _ = fanout_best(res(runs, "socketio-node", "fanout-all"))
+    if mine and theirs and theirs["deliveries_per_s"]:
+        r = mine["deliveries_per_s"] / theirs["deliveries_per_s"]
+        add("fanout-all: deliveries/s ≥ 3× socketio-node (best rates)", f"{r:.2f}×", r >= 3)
+    storm = dig(sb("storm"), "connect")
+    if storm:
+        add("storm: ≥ 5,000 connects/s, zero failures", f"{num(storm['connects_per_s'])}/s, {num(storm['failures'])} failures",
+            storm["connects_per_s"] >= 5000 and storm["failures"] == 0)
+    return t
+
+
+# ---- charts -------------------------------------------------------------------------------------
+
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def svg_doc(width, height, body):
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n{body}\n</svg>\n')
+
+
+def latency_chart(title, series):
+    """series: {system: [[percentile, micros], …]} → percentile (x, 'nines' scale) vs latency (y, log)."""
+    W, H, L, R, T, B = 720, 400, 70, 150, 40, 50
+    pw, ph = W - L - R, H - T - B
+
+    def xpos(p):
+        nines = -math.log10(max(1e-5, 1 - p / 100.0))  # 0 → 0, 90 → 1, 99 → 2, 100 → 5
+        return L + pw * nines / 5.0
+
+    values = [v for pts in series.values() for _, v in pts if v > 0]
+    if not values:
+        return None
+    lo = 10 ** math.floor(math.log10(min(values)))
+    hi = 10 ** math.ceil(math.log10(max(values)))
+    if hi <= lo:
+        hi = lo * 10
+
+    def ypos(v):
+        return T + ph - ph * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    parts = [f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{esc(title)}</text>']
+    for p, name in [(0, "0"), (90, "90"), (99, "99"), (99.9, "99.9"), (99.99, "99.99"), (100, "max")]:
+        x = xpos(p)
+        parts.append(f'<line x1="{x:.1f}" y1="{T}" x2="{x:.1f}" y2="{T + ph}" stroke="#ddd"/>')
+        parts.append(f'<text x="{x:.1f}" y="{T + ph + 16}" text-anchor="middle">{name}</text>')
+    parts.append(f'<text x="{L + pw / 2}" y="{H - 10}" text-anchor="middle">percentile</text>')
+    decade = lo
+    while decade <= hi * 1.0001:
+        y = ypos(decade)
+        text = f"{decade / 1000:g} ms" if decade >= 1000 else f"{decade:g} µs"
+        parts.append(f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>')
+        decade *= 10
+    parts.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+    for i, (system, pts) in enumerate(series.items()):
+        color = COLORS.get(system, "#000")
+        path = " ".join(f"{'M' if j == 0 else 'L'}{xpos(p):.1f},{ypos(v):.1f}" for j, (p, v) in enumerate(pts))
+        width = 3 if system == "switchboard" else 1.8
+        parts.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="{width}"/>')
+        ly = T + 14 + i * 18
+        parts.append(f'<line x1="{L + pw + 12}" y1="{ly - 4}" x2="{L + pw + 32}" y2="{ly - 4}" stroke="{color}" stroke-width="3"/>')
+        parts.append(f'<text x="{L + pw + 38}" y="{ly}">{esc(system)}</text>')
+    return svg_doc(W, H, "\n".join(parts))
+
+
+def bar_panels(title, panels):
+    """panels: [(panel title, unit, {system: value})] → horizontal bars, one panel under another."""
+    W, L, R, row, gap = 720, 130, 110, 20, 34
+    panels = [p for p in panels if any(v for v in p[2].values())]
+    if not panels:
+        return None
+    parts = [f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{esc(title)}</text>']
+    y = 40
+    for name, unit, values in panels:
+        parts.append(f'<text x="10" y="{y + 12}" font-weight="bold">{esc(name)}</text>')
+        y += 20
+        top = max(v for v in values.values() if v) or 1
+        for system in [s for s in SYSTEMS if s in values] + sorted(set(values) - set(SYSTEMS)):
+            v = values[system] or 0
+            w = (W - L - R) * v / top
+            parts.append(f'<text x="{L - 6}" y="{y + 14}" text-anchor="end">{esc(system)}</text>')
+            parts.append(f'<rect x="{L}" y="{y + 2}" width="{w:.1f}" height="{row - 4}" fill="{COLORS.get(system, "#000")}"/>')
+            parts.append(f'<text x="{L + w + 6:.1f}" y="{y + 14}">{num(v, 2 if v < 100 else 0)} {esc(unit)}</text>')
+            y += row
+        y += gap - 20
+    return svg_doc(W, y + 10, "\n".join(parts))
+
+
+def charts(runs, out_dir):
+    os.makedirs(os.path.join(out_dir, "charts"), exist_ok=True)
+    made = []
+
+    def write(name, svg):
+        if svg:
+            open(os.path.join(out_dir, "charts", name), "w").write(svg)
+            made.append(name)
+
+    def curve(d):
+        return d.get("percentiles") if d else None
+
+    lat_specs = [
+        ("latency-echo-small.svg", "Echo round trip, 16-byte payload", "echo-small", lambda r: r.get("latency")),
+        ("latency-echo-4k.svg", "Echo round trip, 4 KiB payload", "echo-4k", lambda r: r.get("latency")),
+        ("latency-fanout-all.svg", "Broadcast to all: send call → receipt (best rate)", "fanout-all", lambda r: (fanout_best(r)[0] or {}).get("delivery_latency")),
+        ("latency-fanout-tag.svg", "Broadcast to a tag: send call → receipt (best rate)", "fanout-tag", lambda r: (fanout_best(r)[0] or {}).get("delivery_latency")),
+        ("latency-storm.svg", "Connect storm: connect → registered", "storm", lambda r: dig(r, "connect", "connect_latency")),
+        ("latency-api.svg", "toUser API: send call → receipt", "api", lambda r: r.get("delivery_latency")),
+    ]
+    for name, title, scenario, pick in lat_specs:
+        series = {}
+        for s in systems_in(runs):
+            r = res(runs, s, scenario)
+            pts = curve(pick(r)) if r else None
+            if pts:
+                series[s] = pts
+        write(name, latency_chart(title, series) if series else None)
+
+    def collect(scenario, f):
+        out = {}
+        for s in systems_in(runs):
+            r = res(runs, s, scenario)
+            if r:
+                try:
+                    out[s] = f(r)
+                except (KeyError, TypeError):
+                    pass
+        return out
+
+    best = lambda key: (lambda r: (fanout_best(r)[0] or {}).get(key))
+    write("throughput.svg", bar_panels("Throughput per system (higher is better)", [
+        ("Echo, 16-byte payload", "msgs/s", collect("echo-small", lambda r: r["msgs_per_s"])),
+        ("Echo, 4 KiB payload", "msgs/s", collect("echo-4k", lambda r: r["msgs_per_s"])),
+        ("Broadcast to all, best rate", "deliveries/s", collect("fanout-all", best("deliveries_per_s"))),
+        ("Broadcast to a tag, best rate", "deliveries/s", collect("fanout-tag", best("deliveries_per_s"))),
+        ("Connect storm", "connects/s", collect("storm", lambda r: r["connect"]["connects_per_s"])),
+        ("toUser API", "requests/s", collect("api", lambda r: r["requests_per_s"])),
+    ]))
+    write("cost.svg", bar_panels("Server cost per unit of work (lower is better)", [
+        ("Idle: RSS per connection", "KiB", collect("idle", lambda r: r["rss_per_connection_bytes"] / 1024)),
+        ("Idle: CPU per connection-second", "µs", collect("idle", lambda r: r["cpu_us_per_connection_second"])),
+        ("Echo 16 B: CPU per message", "µs", collect("echo-small", lambda r: r["server_cpu_us_per_msg"])),
+        ("Broadcast to all: CPU per delivery", "µs", collect("fanout-all", best("server_cpu_us_per_delivery"))),
+        ("Broadcast to a tag: CPU per delivery", "µs", collect("fanout-tag", best("server_cpu_us_per_delivery"))),
+    ]))
+    return made
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+def report(runs, meta, made):
+    contended = sorted({f"{s} / {sc} ({d.get('background_busy_pct')}%)" for (s, sc), d in runs.items()
+                        if (d.get("background_busy_pct") or 0) > CONTENDED_PCT})
+    args = {}
+    for (_, sc), d in runs.items():
+        args.setdefault(sc, d.get("args", ""))
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `bench/report.py` from the JSON in `results/`; do not edit by hand. "
+        "How the benchmark works and how to read it: [README.md](README.md).",
+        "",
+    ]
+    if meta.get("quick"):
+        lines += ["> **Quick run (smoke check)**: small N and short durations — these numbers are not comparable "
+                  "with a full run.", ""]
+    if contended:
+        lines += [f"> **Taken under contention** (†): other work used more than {CONTENDED_PCT}% of the machine's CPU "
+                  "just before these runs, so their numbers are pessimistic: " + "; ".join(contended) + ".", ""]
+    if meta.get("note"):
+        lines += [f"> {meta['note']}", ""]
+    lines += [
+        "## Machine and versions",
+        "",
+        f"- Command: `{meta.get('command', '')}` ({meta.get('elapsed_s', '?')} s of measuring), {meta.get('date', '')}",
+        f"- Machine: {meta.get('nproc')} cores ({meta.get('cpu')}), {meta.get('memory')} memory, Linux {meta.get('kernel')}; "
+        "the load generator runs on the same two cores as the server under test",
+        f"- Switchboard: {meta.get('switchboard')} at `{meta.get('git')}`",
+        f"- Toolchains: {meta.get('rustc')}, Node {meta.get('node')}",
+        f"- Libraries: {versions()}",
+        "",
+        "Scenario arguments (`loadgen <scenario> …`):",
+        "",
+    ]
+    lines += [f"- {sc}: `{a}`" for sc, a in sorted(args.items())]
+    lines += [""]
+    sections = [
+        ("Idle connections", "idle", idle_table(runs), "Server RSS growth over the idle fleet ÷ connections; CPU over the idle window ÷ (connections × seconds). Lower is better.", []),
+        ("Echo, 16-byte payload", "echo-small", echo_table(runs, "echo-small"), "Pipelined requests through each system's event path; a reply ends a round trip.", ["latency-echo-small.svg"]),
+        ("Echo, 4 KiB payload", "echo-4k", echo_table(runs, "echo-4k"), "", ["latency-echo-4k.svg"]),
+        ("Fan-out to all", "fanout-all", fanout_table(runs, "fanout-all"), "Broadcasts through `POST /api/websocket/send/toAll` at rising rates; latency from the send call to each receipt. "
+         "The best rate is the highest whose p99 stayed under the limit with nothing lost.", ["latency-fanout-all.svg"]),
+        ("Fan-out to a tag", "fanout-tag", fanout_table(runs, "fanout-tag"), "Broadcasts through `POST /api/websocket/send/toTag` to the tag's members while every connection is online.", ["latency-fanout-tag.svg"]),
+        ("Connect storm", "storm", storm_table(runs), "Authenticated connects (Switchboard: bearer token, counted at its `connected` frame) as fast as accepted.", ["latency-storm.svg"]),
+        ("toUser API under load", "api", api_table(runs), "Concurrent keep-alive clients calling `POST /api/websocket/send/toUser` back to back; each user has several devices online.", ["latency-api.svg"]),
+    ]
+    for title, scenario, table, blurb, pics in sections:
+        lines += [f"## {title}", ""]
+        if blurb:
+            lines += [blurb, ""]
+        lines += [table.md() if table.rows else "_not run_", ""]
+        for pic in pics:
+            if pic in made:
+                lines += [f"![{title}](charts/{pic})", ""]
+        if scenario.startswith("fanout"):
+            steps = fanout_steps(runs, scenario)
+            if steps.rows:
+                lines += ["<details><summary>Every rate</summary>", "", steps.md(), "", "</details>", ""]
+    targets = targets_table(runs)
+    if targets.rows:
+        lines += ["## Issue 8's targets", "", "Ratios are Switchboard ÷ the peer, from this run.", "", targets.md(), ""]
+    lines += ["## Charts", ""]
+    for pic in ("throughput.svg", "cost.svg"):
+        if pic in made:
+            lines += [f"![{pic[:-4]}](charts/{pic})", ""]
+    return "\n".join(lines)
+
+
+def versions():
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = []
+    try:
+        lock = open(os.path.join(here, "Cargo.lock")).read()
+        for name in ("tokio", "tokio-tungstenite", "socketioxide", "axum"):
+            marker = f'name = "{name}"\nversion = "'
+            at = lock.find(marker)
+            if at >= 0:
+                found.append(f"{name} {lock[at + len(marker):].split(chr(34))[0]}")
+    except OSError:
+        pass
+    try:
+        pkgs = json.load(open(os.path.join(here, "peers", "node", "package-lock.json"))).get("packages", {})
+        for name in ("ws", "socket.io"):
+            v = pkgs.get(f"node_modules/{name}", {}).get("version")
+            if v:
+                found.append(f"{name} {v}")
+    except (OSError, ValueError):
+        pass
+    return ", ".join(found) or "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--meta", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    runs = load(a.results)
+    meta = json.load(open(a.meta)) if os.path.exists(a.meta) else {}
+    made = charts(runs, a.out)
+    open(os.path.join(a.out, "RESULTS.md"), "w").write(report(runs, meta, made) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Runs Switchboard's benchmark: every system (Switchboard and its peers) through every scenario,
+# one after the other on this machine, then writes the report.
+#
+#   bench/run.sh            full run (≈ 25 min): bench/RESULTS.md, bench/results/*.json, bench/charts/*.svg
+#   bench/run.sh --quick    smoke run (< 3 min after the builds): small N, short durations, written to
+#                           bench/out/quick/ so it never overwrites the committed results
+#
+# Options: --systems "switchboard node-ws"  --scenarios "echo-small storm"  --out DIR
+# Environment: SWITCHBOARD_BIN=path  use this server binary instead of building one
+#              BENCH_TARGET_DIR=dir  cargo target dir for the bench workspace (default bench/target)
+#              BENCH_NOTE=text       a line added to the report (e.g. what else ran on the machine)
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+cd "$BENCH_DIR"
+
+QUICK=0
+SYSTEMS="switchboard bare-tungstenite node-ws socketio-node socketioxide"
+SCENARIOS="idle echo-small echo-4k fanout-all fanout-tag storm api"
+OUT=""
+COMMAND="bench/run.sh $*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --systems) SYSTEMS=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -z "$OUT" ]; then
+  if [ $QUICK = 1 ]; then OUT="$BENCH_DIR/out/quick"; else OUT="$BENCH_DIR"; fi
+fi
+RESULTS="$OUT/results"
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*.json
+LOGS=$(mktemp -d)
+NICE="nice -n 19"
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Every system gets the machine's whole open-files allowance (10,000 sockets need it).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---- build ------------------------------------------------------------------------------------
+TARGET_DIR=${BENCH_TARGET_DIR:-$BENCH_DIR/target}
+log "building the load generator and Rust peers (release, $TARGET_DIR)"
+CARGO_TARGET_DIR="$TARGET_DIR" $NICE cargo build --release --locked --manifest-path "$BENCH_DIR/Cargo.toml" >&2
+BIN="$TARGET_DIR/release"
+
+if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+  SB_BIN=$SWITCHBOARD_BIN
+  SB_PROFILE="given (SWITCHBOARD_BIN)"
+elif [[ " $SYSTEMS " == *" switchboard "* ]]; then
+  # Quick runs are smoke checks: a debug build is enough (and usually already built by the tests).
+  if [ $QUICK = 1 ]; then PROFILE_FLAG=""; PROFILE=debug; else PROFILE_FLAG="--release"; PROFILE=release; fi
+  log "building switchboard ($PROFILE)"
+  (cd "$ROOT" && $NICE cargo build $PROFILE_FLAG --locked -p switchboard >&2)
+  SB_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/switchboard"
+  SB_PROFILE=$PROFILE
+fi
+
+if [[ " $SYSTEMS " == *" node-ws "* || " $SYSTEMS " == *" socketio-node "* ]]; then
+  log "installing the Node peers' dependencies (npm ci)"
+  (cd peers/node && $NICE npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
+# ---- systems ----------------------------------------------------------------------------------
+PASSWORD="bench-admin-pw-$RANDOM$RANDOM"
+export BENCH_ADMIN_PASSWORD=$PASSWORD
+PID=""
+DATA_DIR=""
+
+port_of() {
+  case "$1" in
+    switchboard) echo 18100 ;; bare-tungstenite) echo 18101 ;; node-ws) echo 18102 ;;
+    socketio-node) echo 18103 ;; socketioxide) echo 18104 ;;
+  esac
+}
+
+start_system() {
+  local system=$1 addr="127.0.0.1:$(port_of "$1")"
+  case "$system" in
+    switchboard)
+      DATA_DIR=$(mktemp -d)
+      # Limits that would refuse a benchmark's traffic are lifted; everything else is the default
+      # configuration (25 s ping, 64 KiB messages, 1 MiB send queues, info-level logs off).
+      env SWITCHBOARD_SERVER__ADDRESS="$addr" SWITCHBOARD_SERVER__DATA_DIR="$DATA_DIR" \
+        SWITCHBOARD_AUTH__ADMIN_PASSWORD="$PASSWORD" \
+        SWITCHBOARD_WEBSOCKET__MAX_CONNECTIONS_PER_USER=100000 \
+        SWITCHBOARD_WEBSOCKET__RATE_LIMIT__PER_SECOND=1000000 \
+        SWITCHBOARD_WEBSOCKET__RATE_LIMIT__BURST=1000000 \
+        RUST_LOG=warn "$SB_BIN" >"$LOGS/$system.log" 2>&1 &
+      ;;
+    bare-tungstenite) "$BIN/peer-bare-tungstenite" "$addr" >"$LOGS/$system.log" 2>&1 & ;;
+    socketioxide) "$BIN/peer-socketioxide" "$addr" >"$LOGS/$system.log" 2>&1 & ;;
+    node-ws) node peers/node/ws-server.js "$addr" >"$LOGS/$system.log" 2>&1 & ;;
+    socketio-node) node peers/node/socketio-server.js "$addr" >"$LOGS/$system.log" 2>&1 & ;;
+    *) echo "unknown system $system" >&2; return 1 ;;
+  esac
+  PID=$!
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "http://$addr/healthz" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$PID" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  log "$system did not become ready; its log:"
+  tail -20 "$LOGS/$system.log" >&2
+  return 1
+}
+
+stop_system() {
+  [ -n "$PID" ] || return 0
+  kill -TERM "$PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  PID=""
+  if [ -n "$DATA_DIR" ]; then rm -rf "$DATA_DIR"; DATA_DIR=""; fi
+}
+trap 'stop_system; rm -rf "$LOGS"' EXIT
+
+# Busy share of both cores over one second while our server sits idle: other work on the
+# machine. The report labels results taken under contention.
+background_busy() {
+  local a b
+  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+  local busy=0 total=0 i
+  for i in 1 2 3 4 5 6 7 8; do
+    local d=$(( b[i] - a[i] )); total=$(( total + d ))
+    if [ "$i" != 4 ] && [ "$i" != 5 ]; then busy=$(( busy + d )); fi
+  done
+  echo $(( total > 0 ? busy * 100 / total : 0 ))
+}
+
+# ---- scenarios --------------------------------------------------------------------------------
+scenario_args() {
+  if [ $QUICK = 1 ]; then
+    case "$1" in
+      idle) echo "idle --connections 300 --duration 2" ;;
+      echo-small) echo "echo --connections 20 --inflight 8 --payload 16 --duration 2 --warmup 0.5" ;;
+      echo-4k) echo "echo --connections 20 --inflight 8 --payload 4096 --duration 2 --warmup 0.5" ;;
+      fanout-all) echo "fanout --mode all --connections 300 --rates 5,20 --step 1" ;;
+      fanout-tag) echo "fanout --mode tag --connections 300 --tag-members 100 --rates 20,100 --step 1" ;;
+      storm) echo "storm --connections 500 --concurrency 128" ;;
+      api) echo "api --connections 100 --users 10 --concurrency 8 --duration 2" ;;
+    esac
+  else
+    case "$1" in
+      idle) echo "idle --connections 10000 --duration 60" ;;
+      echo-small) echo "echo --connections 100 --inflight 16 --payload 16 --duration 10" ;;
+      echo-4k) echo "echo --connections 100 --inflight 16 --payload 4096 --duration 10" ;;
+      fanout-all) echo "fanout --mode all --connections 10000 --rates 1,2,5,10,20,50 --step 5" ;;
+      fanout-tag) echo "fanout --mode tag --connections 10000 --tag-members 1000 --rates 10,20,50,100,200,500 --step 5" ;;
+      storm) echo "storm --connections 10000 --concurrency 256" ;;
+      api) echo "api --connections 1000 --users 100 --concurrency 16 --duration 10" ;;
+    esac
+  fi
+}
+
+record_failure() { # system scenario message
+  python3 -c 'import json,sys; json.dump({"target": sys.argv[1], "scenario_id": sys.argv[2], "result": None, "error": sys.argv[3]}, open(sys.argv[4], "w"))' \
+    "$1" "$2" "$3" "$RESULTS/$1.$2.json"
+}
+
+run_scenario() { # system scenario
+  local system=$1 scenario=$2 busy
+  busy=$(background_busy)
+  log "$system / $scenario (background CPU ${busy}%)"
+  # shellcheck disable=SC2046
+  if ! "$BIN/loadgen" --target "$system" --addr "127.0.0.1:$(port_of "$system")" --pid "$PID" \
+      $(scenario_args "$scenario") >"$RESULTS/$system.$scenario.json.tmp" 2>"$LOGS/loadgen.err"; then
+    log "loadgen failed for $system / $scenario:"; tail -5 "$LOGS/loadgen.err" >&2
+  fi
+  python3 - "$RESULTS/$system.$scenario.json.tmp" "$scenario" "$busy" "$(scenario_args "$scenario")" <<'PY'
+import json, sys
+path, scenario, busy, args = sys.argv[1:]
+try:
+    doc = json.load(open(path))
+except Exception as e:  # a crashed loadgen still leaves a record
+    doc = {"result": None, "error": f"no output: {e}"}
+doc.update({"scenario_id": scenario, "background_busy_pct": int(busy), "args": args})
+json.dump(doc, open(path[:-4], "w"), indent=1)
+PY
+  rm -f "$RESULTS/$system.$scenario.json.tmp"
+}
+
+STARTED=$(date +%s)
+for system in $SYSTEMS; do
+  if [ $QUICK = 1 ]; then
+    # One server per system, idle first on the fresh process.
+    if ! start_system "$system"; then
+      for scenario in $SCENARIOS; do record_failure "$system" "$scenario" "server did not start"; done
+      stop_system; continue
+    fi
+    for scenario in $SCENARIOS; do run_scenario "$system" "$scenario"; done
+    stop_system
+  else
+    # A fresh server per scenario, so none inherits another's memory, sockets or tags.
+    for scenario in $SCENARIOS; do
+      if start_system "$system"; then
+        sleep 1
+        run_scenario "$system" "$scenario"
+      else
+        record_failure "$system" "$scenario" "server did not start"
+      fi
+      stop_system
+    done
+  fi
+done
+ELAPSED=$(( $(date +%s) - STARTED ))
+
+# ---- report -----------------------------------------------------------------------------------
+export M_COMMAND="$COMMAND" M_QUICK=$QUICK M_ELAPSED=$ELAPSED M_NOTE="${BENCH_NOTE:-}"
+M_SWITCHBOARD="$("${SB_BIN:-true}" --version 2>/dev/null | head -1 || true) (${SB_PROFILE:-not run})"
+M_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || true)
+M_GIT=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "no commit yet")
+export M_SWITCHBOARD M_CPU M_GIT
+python3 - "$OUT/meta.json" <<'PY'
+import json, os, platform, subprocess, sys
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return ""
+e = os.environ
+json.dump({
+    "command": e["M_COMMAND"].strip(),
+    "quick": e["M_QUICK"] == "1",
+    "elapsed_s": int(e["M_ELAPSED"]),
+    "nproc": sh("nproc"),
+    "memory": sh("free -h | awk '/^Mem:/ {print $2}'"),
+    "kernel": platform.release(),
+    "cpu": e["M_CPU"],
+    "rustc": sh("rustc --version"),
+    "node": sh("node --version") or "none",
+    "switchboard": e["M_SWITCHBOARD"].strip(),
+    "git": e["M_GIT"],
+    "date": sh("date -u +%Y-%m-%dT%H:%MZ"),
+    "note": e.get("M_NOTE", ""),
+}, open(sys.argv[1], "w"), indent=1)
+PY
+python3 "$BENCH_DIR/report.py" --results "$RESULTS" --meta "$OUT/meta.json" --out "$OUT"
+log "done in ${ELAPSED}s: $OUT/RESULTS.md"

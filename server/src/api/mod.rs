@@ -1,0 +1,48 @@
+//! The HTTP API (poem-openapi): one file per resource, combined in one service.
+
+pub mod apikeys;
+pub mod auth;
+pub mod site;
+pub mod users;
+pub mod websocket;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem_openapi::Tags;
+use sea_orm::DatabaseConnection;
+
+use crate::auth::AuthService;
+use crate::config::Config;
+use crate::websocket::WsState;
+
+/// State shared by the API handlers.
+pub struct AppState {
+    /// Configuration.
+    pub cfg: Config,
+    /// Database.
+    pub db: DatabaseConnection,
+    /// Auth.
+    pub auth: Arc<AuthService>,
+    /// WebSocket state (registry, hub, metrics).
+    pub ws: Arc<WsState>,
+    /// Start time.
+    pub started: Instant,
+}
+
+/// OpenAPI tags grouping the endpoints in Swagger UI.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Log in and out, who am I.
+    Auth,
+    /// User accounts (admin).
+    Users,
+    /// API keys for backend services (admin).
+    ApiKeys,
+    /// Push messages to connections.
+    Send,
+    /// Online connections, kick, tags, stats.
+    Online,
+    /// Public site configuration.
+    Site,
+}

@@ -1,0 +1,164 @@
+//! `/api/users` (admin).
+
+use std::sync::Arc;
+
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use switchboard_sdk::api::{ApiAuth, ApiError};
+use switchboard_sdk::protocol::close;
+use switchboard_sdk::{Role, UserId};
+
+use super::{ApiTags, AppState};
+use crate::auth::UserState;
+use crate::auth::service::UserPatch;
+
+/// A user.
+#[derive(Object)]
+pub struct UserOut {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Whether the user may log in.
+    pub enabled: bool,
+}
+
+impl From<UserState> for UserOut {
+    fn from(u: UserState) -> Self {
+        UserOut {
+            id: u.id,
+            username: u.username,
+            roles: u.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            enabled: u.enabled,
+        }
+    }
+}
+
+/// Create a user.
+#[derive(Object)]
+pub struct CreateUser {
+    /// 1–64 characters of letters, digits, `_ . @ -`.
+    pub username: String,
+    /// 8–256 bytes.
+    pub password: String,
+    /// Any of `admin`, `operator`, `member`.
+    pub roles: Vec<String>,
+}
+
+/// Change a user; absent fields stay.
+#[derive(Object)]
+pub struct PatchUser {
+    /// New roles.
+    pub roles: Option<Vec<String>>,
+    /// New password (invalidates the user's tokens and closes their sockets).
+    pub password: Option<String>,
+    /// Enable or disable (disabling closes the user's sockets).
+    pub enabled: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// Created.
+    #[oai(status = 201)]
+    Ok(Json<UserOut>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted.
+    #[oai(status = 204)]
+    Ok,
+}
+
+/// Parses role names, naming the field on error.
+pub fn parse_roles(roles: &[String]) -> Result<Vec<Role>, ApiError> {
+    roles
+        .iter()
+        .map(|r| {
+            r.parse::<Role>()
+                .map_err(|e| ApiError::invalid_field("roles", e))
+        })
+        .collect()
+}
+
+/// `/api/users`.
+pub struct UsersApi(pub Arc<AppState>);
+
+#[OpenApi(prefix_path = "/api/users", tag = "ApiTags::Users")]
+impl UsersApi {
+    /// List users
+    #[oai(path = "/", method = "get")]
+    async fn list(&self, auth: ApiAuth) -> Result<Json<Vec<UserOut>>, ApiError> {
+        auth.require(Role::Admin)?;
+        let users = self.0.auth.list_users().await?;
+        Ok(Json(users.into_iter().map(UserOut::from).collect()))
+    }
+
+    /// Create a user
+    #[oai(path = "/", method = "post")]
+    async fn create(&self, auth: ApiAuth, body: Json<CreateUser>) -> Result<Created, ApiError> {
+        let who = auth.require(Role::Admin)?;
+        let roles = parse_roles(&body.roles)?;
+        let u = self
+            .0
+            .auth
+            .create_user(&body.username, &body.password, &roles)
+            .await?;
+        tracing::info!(by = %who.username, user = %u.username, "user created");
+        Ok(Created::Ok(Json(u.into())))
+    }
+
+    /// Change roles, password or enabled
+    #[oai(path = "/:id", method = "patch")]
+    async fn patch(
+        &self,
+        auth: ApiAuth,
+        id: Path<i64>,
+        body: Json<PatchUser>,
+    ) -> Result<Json<UserOut>, ApiError> {
+        let who = auth.require(Role::Admin)?;
+        let roles = match &body.roles {
+            Some(r) => Some(parse_roles(r)?),
+            None => None,
+        };
+        let (u, change) = self
+            .0
+            .auth
+            .update_user(
+                id.0,
+                UserPatch {
+                    roles,
+                    password: body.0.password,
+                    enabled: body.0.enabled,
+                },
+            )
+            .await?;
+        if change.tokens_revoked {
+            self.0.ws.registry.close_user(
+                UserId(u.id),
+                close::TOKEN_REVOKED,
+                "credentials changed",
+            );
+        }
+        tracing::info!(by = %who.username, user = %u.username, "user changed");
+        Ok(Json(u.into()))
+    }
+
+    /// Delete a user
+    #[oai(path = "/:id", method = "delete")]
+    async fn delete(&self, auth: ApiAuth, id: Path<i64>) -> Result<Deleted, ApiError> {
+        let who = auth.require(Role::Admin)?;
+        if who.user_id == Some(UserId(id.0)) {
+            return Err(ApiError::conflict("you cannot delete yourself"));
+        }
+        self.0.auth.delete_user(id.0).await?;
+        self.0
+            .ws
+            .registry
+            .close_user(UserId(id.0), close::TOKEN_REVOKED, "user deleted");
+        Ok(Deleted::Ok)
+    }
+}

@@ -1,0 +1,375 @@
+//! The composition root: builds every part from the config, binds, runs, shuts down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use poem::http::StatusCode;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::web::Data;
+use poem::{Endpoint, EndpointExt, Request, Response, Route, Server, get, handler};
+use poem_openapi::OpenApiService;
+use sea_orm::DatabaseConnection;
+use switchboard_sdk::event::EventRegistry;
+use switchboard_sdk::{AddonContext, Hub};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::addons::{AddonApis, Addons};
+use crate::api::AppState;
+use crate::api::apikeys::ApiKeysApi;
+use crate::api::auth::AuthApi;
+use crate::api::site::SiteApi;
+use crate::api::users::UsersApi;
+use crate::api::websocket::WebSocketApi;
+use crate::auth::service::load_or_create_secret;
+use crate::auth::{AuthMiddleware, AuthService, ExemptList};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::TrustedProxies;
+use crate::web::WebFiles;
+use crate::websocket::registry::Limits;
+use crate::websocket::{LocalHub, Registry, WsState};
+
+/// The OpenAPI service type.
+pub type Apis = (
+    AuthApi,
+    UsersApi,
+    ApiKeysApi,
+    WebSocketApi,
+    SiteApi,
+    AddonApis,
+);
+
+/// A built, bound server.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    route: poem::endpoint::BoxEndpoint<'static, Response>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    generated_admin_password: Option<String>,
+    spec: String,
+}
+
+/// The node id: config, else `<hostname>-<pid>`.
+pub fn node_id(cfg: &Config) -> String {
+    if !cfg.cluster.node_id.is_empty() {
+        return cfg.cluster.node_id.clone();
+    }
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("{host}-{}", std::process::id())
+}
+
+/// Opens and migrates the database (host and addons).
+pub async fn open_database(cfg: &Config) -> anyhow::Result<DatabaseConnection> {
+    let db = crate::db::connect(&cfg.database_url()).await?;
+    crate::db::migrate(&db).await?;
+    Addons::default().migrate(&db).await?;
+    Ok(db)
+}
+
+/// Builds the OpenAPI service (also used by `switchboard openapi`).
+pub fn openapi_service(apis: Apis) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(apis, "Switchboard", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Admin-platform WebSocket server. Authenticate with `Authorization: Bearer <jwt>` \
+             (from POST /api/auth/login) or `X-API-Key` (backend services, operator role). \
+             Errors are JSON `{code, message}`.",
+        )
+        .server("/")
+}
+
+#[handler]
+fn healthz() -> Response {
+    Response::builder()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
+#[handler]
+async fn readyz(state: Data<&Arc<AppState>>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => Response::builder()
+            .content_type("application/json")
+            .body(r#"{"status":"ready","database":"ok"}"#),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+            Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .content_type("application/json")
+                .body(r#"{"status":"not ready","database":"unavailable"}"#)
+        }
+    }
+}
+
+#[handler]
+fn metrics_text(state: Data<&Arc<AppState>>) -> Response {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.ws.metrics.render())
+}
+
+impl Application {
+    /// Builds everything and binds `server.address` (port 0 picks a free port).
+    pub async fn build(cfg: Config) -> anyhow::Result<Application> {
+        Self::build_with_events(cfg, |_| {}).await
+    }
+
+    /// [`Application::build`] with extra events registered after the addons' (tests use it
+    /// to install handlers that fail or panic on purpose).
+    pub async fn build_with_events(
+        cfg: Config,
+        extra_events: impl FnOnce(&mut EventRegistry),
+    ) -> anyhow::Result<Application> {
+        let db = open_database(&cfg).await?;
+        let secret = load_or_create_secret(&cfg.auth, &cfg.server.data_dir)?;
+        let auth = Arc::new(AuthService::new(db.clone(), cfg.auth.clone(), &secret).await?);
+        let generated_admin_password = auth.ensure_admin().await?;
+
+        let metrics = Arc::new(Metrics::default());
+        let node = node_id(&cfg);
+        let registry = Arc::new(Registry::new(
+            &node,
+            Limits {
+                max_connections: cfg.websocket.max_connections,
+                max_per_user: cfg.websocket.max_connections_per_user,
+                max_tags: cfg.websocket.max_tags_per_connection,
+            },
+            metrics.clone(),
+        ));
+        let hub: Arc<dyn Hub> = Arc::new(LocalHub::new(registry.clone(), metrics.clone()));
+
+        let addons = Addons::default();
+        let mut events = EventRegistry::new();
+        addons.register_events(&mut events);
+        events.set_addon("host");
+        extra_events(&mut events);
+        let router = events.build().map_err(|errs| {
+            let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("event registration failed: {}", msgs.join("; "))
+        })?;
+
+        let mut exempt_entries = cfg.auth.except_login.clone();
+        exempt_entries.extend(addons.exempt_paths());
+        let exempt = ExemptList::new(exempt_entries);
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let ws = Arc::new(WsState {
+            cfg: cfg.websocket.clone(),
+            registry: registry.clone(),
+            hub: hub.clone(),
+            router: Arc::new(router),
+            auth: auth.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+            proxies: TrustedProxies::new(&cfg.server.trusted_proxies),
+            socket_exempt: exempt.matches(&cfg.websocket.path),
+        });
+        let state = Arc::new(AppState {
+            cfg: cfg.clone(),
+            db: db.clone(),
+            auth: auth.clone(),
+            ws: ws.clone(),
+            started: Instant::now(),
+        });
+
+        let addon_ctx = AddonContext::new(hub.clone(), db.clone(), shutdown.clone(), tasks.clone());
+        let api = openapi_service((
+            AuthApi(state.clone()),
+            UsersApi(state.clone()),
+            ApiKeysApi(state.clone()),
+            WebSocketApi(state.clone()),
+            SiteApi(state.clone()),
+            addons.apis(&addon_ctx),
+        ));
+        let spec = api.spec();
+        addons.start(&addon_ctx);
+
+        // Prune expired revocations hourly.
+        {
+            let auth = auth.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {
+                            if let Err(e) = auth.prune_revoked().await {
+                                tracing::warn!(error = %e, "pruning revoked tokens failed");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+
+        let web = WebFiles::new(&cfg.web.dir);
+        let ws_path = cfg.websocket.path.clone();
+        let ws_for_socket = ws.clone();
+        let mut route = Route::new()
+            .at(
+                &ws_path,
+                poem::endpoint::make(move |req: Request| {
+                    let st = ws_for_socket.clone();
+                    async move { crate::websocket::handshake::upgrade(st, req, false).await }
+                }),
+            )
+            .at("/api/openapi.json", api.spec_endpoint())
+            .nest("/swagger", api.swagger_ui())
+            .at("/healthz", get(healthz))
+            .at("/readyz", get(readyz))
+            .at("/metrics", get(metrics_text))
+            .nest_no_strip("/api", api);
+        if !cfg.websocket.echo_path.is_empty() {
+            let ws_echo = ws.clone();
+            route = route.at(
+                &cfg.websocket.echo_path,
+                poem::endpoint::make(move |req: Request| {
+                    let st = ws_echo.clone();
+                    async move { crate::websocket::handshake::upgrade(st, req, true).await }
+                }),
+            );
+        }
+        let web_root = web.clone();
+        let route = route
+            .at(
+                "/",
+                poem::endpoint::make(move |req: Request| {
+                    let w = web_root.clone();
+                    async move { w.serve(&req).await }
+                }),
+            )
+            .at(
+                "/*path",
+                poem::endpoint::make(move |req: Request| {
+                    let w = web.clone();
+                    async move { w.serve(&req).await }
+                }),
+            );
+
+        let metrics_for_log = metrics.clone();
+        let route = route
+            .data(state.clone())
+            .around(move |ep, req| {
+                let m = metrics_for_log.clone();
+                async move {
+                    let start = Instant::now();
+                    let method = req.method().clone();
+                    let path = req.uri().path().to_string();
+                    let res = ep.call(req).await;
+                    let status = match &res {
+                        Ok(r) => r.status(),
+                        Err(e) => e.status(),
+                    };
+                    let elapsed = start.elapsed();
+                    if path.starts_with("/api/") {
+                        m.api_seconds.observe(elapsed);
+                    }
+                    // Path only: query strings may carry `?authorization=` tokens.
+                    tracing::debug!(%method, %path, status = status.as_u16(), micros = elapsed.as_micros() as u64, "http");
+                    res
+                }
+            })
+            .with(AuthMiddleware::new(auth.clone(), exempt))
+            .around(crate::error::json_errors)
+            .map_to_response()
+            .boxed();
+
+        let acceptor = TcpListener::bind(cfg.server.address.clone())
+            .into_acceptor()
+            .await?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| anyhow::anyhow!("listener has no socket address"))?;
+
+        Ok(Application {
+            acceptor,
+            addr,
+            state,
+            route,
+            shutdown,
+            tasks,
+            generated_admin_password,
+            spec,
+        })
+    }
+
+    /// The OpenAPI spec as JSON.
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests inspect the registry through it).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Cancelling this token shuts the server down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The admin password generated on first start, if any (printed once by `serve`).
+    pub fn generated_admin_password(&self) -> Option<&str> {
+        self.generated_admin_password.as_deref()
+    }
+
+    /// Serves until the shutdown token is cancelled: then every socket gets 1001, and we wait
+    /// for them at most `server.shutdown_timeout`.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let timeout = self.state.cfg.server.shutdown_timeout;
+        let stop = self.shutdown.clone();
+        let server = Server::new_with_acceptor(self.acceptor);
+        let served = server
+            .run_with_graceful_shutdown(
+                self.route,
+                async move { stop.cancelled().await },
+                Some(timeout),
+            )
+            .await;
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within the shutdown timeout");
+        }
+        served?;
+        Ok(())
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,10 @@
+//! Authentication: passwords, JWTs, API keys, the login limiter and the middleware.
+
+pub mod middleware;
+pub mod password;
+pub mod ratelimit;
+pub mod service;
+pub mod token;
+
+pub use middleware::{AuthMiddleware, ExemptList};
+pub use service::{AuthError, AuthService, UserState};

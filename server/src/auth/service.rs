@@ -1,0 +1,684 @@
+//! Accounts, tokens, API keys: login, verification, revocation.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rand::Rng;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Set,
+};
+use sha2::{Digest, Sha256};
+use switchboard_sdk::protocol::unix_now;
+use switchboard_sdk::{Credential, Identity, Role, UserId};
+
+use super::password;
+use super::ratelimit::LoginLimiter;
+use super::token::{Claims, JwtKeys, TokenError};
+use crate::config::AuthConfig;
+use crate::db::entities::{api_key, revoked_token, user};
+
+/// Why an auth operation failed. Each maps to one HTTP status and machine code.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown user or wrong password (the same message for both).
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failed logins.
+    #[error("too many failed logins; try again in a minute")]
+    RateLimited,
+    /// Token past `exp`.
+    #[error("token expired")]
+    TokenExpired,
+    /// Malformed, forged or otherwise unacceptable token.
+    #[error("invalid token")]
+    TokenInvalid,
+    /// Logged out, or cut off by `tokens_valid_after`.
+    #[error("token revoked")]
+    TokenRevoked,
+    /// Unknown API key.
+    #[error("invalid API key")]
+    InvalidApiKey,
+    /// The user is disabled.
+    #[error("user disabled")]
+    UserDisabled,
+    /// Input validation.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Name taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// No such record.
+    #[error("{0}")]
+    NotFound(String),
+    /// Database failure.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// Hashing failure.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+impl From<AuthError> for switchboard_sdk::api::ApiError {
+    fn from(e: AuthError) -> Self {
+        use switchboard_sdk::api::ApiError;
+        match &e {
+            AuthError::InvalidCredentials => {
+                ApiError::unauthorized("invalid_credentials", e.to_string())
+            }
+            AuthError::RateLimited => ApiError::too_many_requests(e.to_string()),
+            AuthError::TokenExpired => ApiError::unauthorized("token_expired", e.to_string()),
+            AuthError::TokenInvalid => ApiError::unauthorized("invalid_token", e.to_string()),
+            AuthError::TokenRevoked => ApiError::unauthorized("token_revoked", e.to_string()),
+            AuthError::InvalidApiKey => ApiError::unauthorized("invalid_api_key", e.to_string()),
+            AuthError::UserDisabled => ApiError::unauthorized("user_disabled", e.to_string()),
+            AuthError::Invalid { field, message } => ApiError::invalid_field(field, message),
+            AuthError::Conflict(m) => ApiError::conflict(m.clone()),
+            AuthError::NotFound(m) => ApiError::not_found(m.clone()),
+            AuthError::Db(_) | AuthError::Hash(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// A user as the auth layer caches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Unix milliseconds before which tokens are refused.
+    pub tokens_valid_after: i64,
+}
+
+impl From<&user::Model> for UserState {
+    fn from(m: &user::Model) -> Self {
+        UserState {
+            id: m.id,
+            username: m.username.clone(),
+            roles: parse_roles(&m.roles),
+            enabled: m.enabled,
+            tokens_valid_after: m.tokens_valid_after,
+        }
+    }
+}
+
+fn parse_roles(s: &str) -> Vec<Role> {
+    s.split(',').filter_map(|r| r.trim().parse().ok()).collect()
+}
+
+fn roles_to_string(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The user.
+    pub user: UserState,
+    /// The identity the token carries.
+    pub identity: Identity,
+}
+
+/// A new API key (the only time the key itself is seen).
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// The key.
+    pub key: String,
+}
+
+/// Changes to a user.
+#[derive(Debug, Default, Clone)]
+pub struct UserPatch {
+    /// New roles.
+    pub roles: Option<Vec<Role>>,
+    /// New password.
+    pub password: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+/// What changed in a user, so the caller can close sockets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserChange {
+    /// Tokens were invalidated (password change, disable).
+    pub tokens_revoked: bool,
+}
+
+const API_KEY_PREFIX: &str = "sbk_";
+
+/// The auth service.
+pub struct AuthService {
+    db: DatabaseConnection,
+    cfg: AuthConfig,
+    keys: JwtKeys,
+    revoked: RwLock<HashMap<String, i64>>,
+    users: RwLock<HashMap<i64, Arc<UserState>>>,
+    limiter: LoginLimiter,
+    decoy: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+/// Hex SHA-256; API keys carry 256 bits of entropy, so a fast hash is safe for them.
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Loads the JWT secret: config, else `<data_dir>/jwt_secret`, else a new one written there.
+pub fn load_or_create_secret(cfg: &AuthConfig, data_dir: &Path) -> std::io::Result<String> {
+    if !cfg.jwt_secret.is_empty() {
+        return Ok(cfg.jwt_secret.clone());
+    }
+    let path = data_dir.join("jwt_secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret = random_token(32);
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(content.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, content)
+    }
+}
+
+/// Validates a username: 1–64 characters of letters, digits, `_ . @ -`.
+pub fn validate_username(name: &str) -> Result<(), AuthError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid {
+            field: "username",
+            message: "1-64 characters of letters, digits, _ . @ -".into(),
+        })
+    }
+}
+
+/// Validates a new password: 8–256 bytes.
+pub fn validate_password(pw: &str) -> Result<(), AuthError> {
+    if pw.len() < 8 || pw.len() > 256 {
+        return Err(AuthError::Invalid {
+            field: "password",
+            message: "must be 8-256 bytes long".into(),
+        });
+    }
+    Ok(())
+}
+
+fn validate_roles(roles: &[Role]) -> Result<(), AuthError> {
+    if roles.is_empty() {
+        return Err(AuthError::Invalid {
+            field: "roles",
+            message: "at least one of admin, operator, member".into(),
+        });
+    }
+    Ok(())
+}
+
+impl AuthService {
+    /// Builds the service with its secret and loads the revocation list.
+    pub async fn new(
+        db: DatabaseConnection,
+        cfg: AuthConfig,
+        secret: &str,
+    ) -> Result<Self, AuthError> {
+        let keys = JwtKeys::new(secret.as_bytes(), &cfg.jwt_issuer);
+        let limiter = LoginLimiter::new(cfg.login_max_failures);
+        let svc = AuthService {
+            db,
+            keys,
+            revoked: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            limiter,
+            decoy: password::decoy_hash(),
+            cfg,
+        };
+        svc.prune_revoked().await?;
+        let rows = revoked_token::Entity::find().all(&svc.db).await?;
+        {
+            let mut map = svc.revoked.write();
+            for r in rows {
+                map.insert(r.jti, r.expires_at);
+            }
+        }
+        Ok(svc)
+    }
+
+    /// The config.
+    pub fn config(&self) -> &AuthConfig {
+        &self.cfg
+    }
+
+    /// Creates `admin` if no user exists. Returns the generated password, if one was made.
+    pub async fn ensure_admin(&self) -> Result<Option<String>, AuthError> {
+        if user::Entity::find().count(&self.db).await? > 0 {
+            return Ok(None);
+        }
+        let (pw, generated) = if self.cfg.admin_password.is_empty() {
+            (random_token(12), true)
+        } else {
+            (self.cfg.admin_password.clone(), false)
+        };
+        self.create_user("admin", &pw, &[Role::Admin]).await?;
+        Ok(generated.then_some(pw))
+    }
+
+    /// Checks credentials (rate limited per username+IP) and issues a token.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ip: &str,
+    ) -> Result<IssuedToken, AuthError> {
+        if !self.limiter.allowed(username, ip) {
+            return Err(AuthError::RateLimited);
+        }
+        let found = if username.len() <= 64 && password.len() <= 1024 {
+            user::Entity::find()
+                .filter(user::Column::Username.eq(username))
+                .one(&self.db)
+                .await?
+        } else {
+            None
+        };
+        let phc = found
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| self.decoy.clone());
+        let matches = password::verify(password.chars().take(1024).collect(), phc).await;
+        let user = match found {
+            Some(u) if matches && u.enabled => u,
+            _ => {
+                self.limiter.fail(username, ip);
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        self.limiter.succeed(username, ip);
+        let mut state = UserState::from(&user);
+        if !self.cfg.multi_login {
+            state.tokens_valid_after = self.set_tokens_valid_after(user.id, now_ms()).await?;
+        }
+        self.cache_user(state.clone());
+        Ok(self.issue(&state))
+    }
+
+    /// Issues a token for a user.
+    pub fn issue(&self, user: &UserState) -> IssuedToken {
+        let iatms = now_ms().max(user.tokens_valid_after);
+        let iat = iatms / 1000;
+        let exp = iat + self.cfg.token_ttl.as_secs() as i64;
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let claims = Claims {
+            sub: user.id.to_string(),
+            username: user.username.clone(),
+            roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            iat,
+            exp,
+            jti: jti.clone(),
+            iss: self.cfg.jwt_issuer.clone(),
+            iatms,
+        };
+        let token = self.keys.sign(&claims);
+        let identity = Identity {
+            user_id: Some(UserId(user.id)),
+            username: user.username.clone(),
+            roles: user.roles.clone(),
+            credential: Credential::Token {
+                jti,
+                expires_at: exp,
+            },
+        };
+        IssuedToken {
+            token,
+            expires_at: exp,
+            user: user.clone(),
+            identity,
+        }
+    }
+
+    /// Verifies a JWT against signature, expiry, revocation and the user's current state.
+    pub async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.len() > 4096 {
+            return Err(AuthError::TokenInvalid);
+        }
+        let claims = self.keys.verify(token).map_err(|e| match e {
+            TokenError::Expired => AuthError::TokenExpired,
+            TokenError::Invalid => AuthError::TokenInvalid,
+        })?;
+        if self.revoked.read().contains_key(&claims.jti) {
+            return Err(AuthError::TokenRevoked);
+        }
+        let id: i64 = claims.sub.parse().map_err(|_| AuthError::TokenInvalid)?;
+        let user = self.user_state(id).await?.ok_or(AuthError::TokenRevoked)?;
+        if !user.enabled {
+            return Err(AuthError::UserDisabled);
+        }
+        let issued_ms = if claims.iatms > 0 {
+            claims.iatms
+        } else {
+            claims.iat * 1000
+        };
+        if issued_ms < user.tokens_valid_after {
+            return Err(AuthError::TokenRevoked);
+        }
+        Ok(Identity {
+            user_id: Some(UserId(user.id)),
+            username: user.username.clone(),
+            roles: user.roles.clone(),
+            credential: Credential::Token {
+                jti: claims.jti,
+                expires_at: claims.exp,
+            },
+        })
+    }
+
+    /// Looks up an API key by its hash.
+    pub async fn verify_api_key(&self, key: &str) -> Result<Identity, AuthError> {
+        if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
+            return Err(AuthError::InvalidApiKey);
+        }
+        let row = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(sha256_hex(key)))
+            .one(&self.db)
+            .await?
+            .ok_or(AuthError::InvalidApiKey)?;
+        Ok(Identity {
+            user_id: None,
+            username: format!("apikey:{}", row.name),
+            roles: vec![Role::Operator],
+            credential: Credential::ApiKey { id: row.id },
+        })
+    }
+
+    /// Whether a token id is revoked (socket tasks poll this cheaply).
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.read().contains_key(jti)
+    }
+
+    /// Revokes one token until its expiry.
+    pub async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), AuthError> {
+        self.revoked.write().insert(jti.to_string(), expires_at);
+        let row = revoked_token::ActiveModel {
+            jti: Set(jti.to_string()),
+            expires_at: Set(expires_at),
+        };
+        match revoked_token::Entity::insert(row).exec(&self.db).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Invalidates every token a user holds now.
+    pub async fn revoke_user_tokens(&self, user_id: i64) -> Result<(), AuthError> {
+        self.set_tokens_valid_after(user_id, now_ms() + 1).await?;
+        Ok(())
+    }
+
+    async fn set_tokens_valid_after(&self, user_id: i64, at_ms: i64) -> Result<i64, AuthError> {
+        let Some(u) = user::Entity::find_by_id(user_id).one(&self.db).await? else {
+            return Err(AuthError::NotFound(format!("user {user_id} not found")));
+        };
+        let mut am: user::ActiveModel = u.into();
+        am.tokens_valid_after = Set(at_ms);
+        am.updated_at = Set(unix_now());
+        let m = am.update(&self.db).await?;
+        self.cache_user(UserState::from(&m));
+        Ok(at_ms)
+    }
+
+    /// Drops expired revocations from memory and the database.
+    pub async fn prune_revoked(&self) -> Result<u64, AuthError> {
+        let now = unix_now();
+        self.revoked.write().retain(|_, exp| *exp >= now);
+        let res = revoked_token::Entity::delete_many()
+            .filter(revoked_token::Column::ExpiresAt.lt(now))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    fn cache_user(&self, state: UserState) {
+        let mut users = self.users.write();
+        if users.len() > 100_000 {
+            users.clear();
+        }
+        users.insert(state.id, Arc::new(state));
+    }
+
+    /// Forgets a cached user (after changes made elsewhere, e.g. another node).
+    pub fn invalidate_user(&self, id: i64) {
+        self.users.write().remove(&id);
+    }
+
+    /// A user's current state (cached).
+    pub async fn user_state(&self, id: i64) -> Result<Option<Arc<UserState>>, AuthError> {
+        if let Some(u) = self.users.read().get(&id) {
+            return Ok(Some(u.clone()));
+        }
+        let Some(m) = user::Entity::find_by_id(id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let state = UserState::from(&m);
+        self.cache_user(state.clone());
+        Ok(Some(Arc::new(state)))
+    }
+
+    /// Creates a user.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        roles: &[Role],
+    ) -> Result<UserState, AuthError> {
+        validate_username(username)?;
+        validate_password(password)?;
+        validate_roles(roles)?;
+        if user::Entity::find()
+            .filter(user::Column::Username.eq(username))
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            return Err(AuthError::Conflict(format!(
+                "username `{username}` is taken"
+            )));
+        }
+        let hash = password::hash(password.to_string())
+            .await
+            .map_err(AuthError::Hash)?;
+        let now = unix_now();
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
+        let am = user::ActiveModel {
+            username: Set(username.to_string()),
+            password_hash: Set(hash),
+            roles: Set(roles_to_string(&roles)),
+            enabled: Set(true),
+            tokens_valid_after: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let m = am.insert(&self.db).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                AuthError::Conflict(format!("username `{username}` is taken"))
+            } else {
+                AuthError::Db(e)
+            }
+        })?;
+        let state = UserState::from(&m);
+        self.cache_user(state.clone());
+        Ok(state)
+    }
+
+    /// Every user, by id.
+    pub async fn list_users(&self) -> Result<Vec<UserState>, AuthError> {
+        Ok(user::Entity::find()
+            .order_by_asc(user::Column::Id)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(UserState::from)
+            .collect())
+    }
+
+    /// Applies changes; a password change or disable invalidates the user's tokens.
+    pub async fn update_user(
+        &self,
+        id: i64,
+        patch: UserPatch,
+    ) -> Result<(UserState, UserChange), AuthError> {
+        let Some(m) = user::Entity::find_by_id(id).one(&self.db).await? else {
+            return Err(AuthError::NotFound(format!("user {id} not found")));
+        };
+        let mut change = UserChange::default();
+        let mut am: user::ActiveModel = m.into();
+        if let Some(mut roles) = patch.roles {
+            validate_roles(&roles)?;
+            roles.sort();
+            roles.dedup();
+            am.roles = Set(roles_to_string(&roles));
+        }
+        if let Some(pw) = patch.password {
+            validate_password(&pw)?;
+            am.password_hash = Set(password::hash(pw).await.map_err(AuthError::Hash)?);
+            am.tokens_valid_after = Set(now_ms() + 1);
+            change.tokens_revoked = true;
+        }
+        if let Some(enabled) = patch.enabled {
+            am.enabled = Set(enabled);
+            if !enabled {
+                am.tokens_valid_after = Set(now_ms() + 1);
+                change.tokens_revoked = true;
+            }
+        }
+        am.updated_at = Set(unix_now());
+        let m = am.update(&self.db).await?;
+        let state = UserState::from(&m);
+        self.cache_user(state.clone());
+        Ok((state, change))
+    }
+
+    /// Deletes a user.
+    pub async fn delete_user(&self, id: i64) -> Result<(), AuthError> {
+        let res = user::Entity::delete_by_id(id).exec(&self.db).await?;
+        self.invalidate_user(id);
+        if res.rows_affected == 0 {
+            return Err(AuthError::NotFound(format!("user {id} not found")));
+        }
+        Ok(())
+    }
+
+    /// Creates an API key; the key is returned only here.
+    pub async fn create_api_key(&self, name: &str) -> Result<NewApiKey, AuthError> {
+        validate_username(name).map_err(|_| AuthError::Invalid {
+            field: "name",
+            message: "1-64 characters of letters, digits, _ . @ -".into(),
+        })?;
+        let key = format!("{API_KEY_PREFIX}{}", random_token(32));
+        let am = api_key::ActiveModel {
+            name: Set(name.to_string()),
+            key_hash: Set(sha256_hex(&key)),
+            prefix: Set(key[..12].to_string()),
+            created_at: Set(unix_now()),
+            ..Default::default()
+        };
+        let m = am.insert(&self.db).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                AuthError::Conflict(format!("an API key named `{name}` exists"))
+            } else {
+                AuthError::Db(e)
+            }
+        })?;
+        Ok(NewApiKey {
+            id: m.id,
+            name: m.name,
+            key,
+        })
+    }
+
+    /// Every API key (without the key).
+    pub async fn list_api_keys(&self) -> Result<Vec<api_key::Model>, AuthError> {
+        Ok(api_key::Entity::find()
+            .order_by_asc(api_key::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Deletes an API key.
+    pub async fn delete_api_key(&self, id: i64) -> Result<(), AuthError> {
+        let res = api_key::Entity::delete_by_id(id).exec(&self.db).await?;
+        if res.rows_affected == 0 {
+            return Err(AuthError::NotFound(format!("API key {id} not found")));
+        }
+        Ok(())
+    }
+}
+
+fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

@@ -1,0 +1,604 @@
+//! Layered configuration: built-in defaults → `resource/config/config.toml` → `--config FILE`
+//! → `SWITCHBOARD_SECTION__KEY` environment variables.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::Deserialize;
+
+/// The file read first when it exists (relative to the working directory).
+pub const DEFAULT_CONFIG_FILE: &str = "resource/config/config.toml";
+
+/// Why configuration failed; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[auth]`.
+    pub auth: AuthConfig,
+    /// `[websocket]`.
+    pub websocket: WebSocketConfig,
+    /// `[history]`.
+    pub history: HistoryConfig,
+    /// `[cluster]`.
+    pub cluster: ClusterConfig,
+    /// `[web]`.
+    pub web: WebConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub address: String,
+    /// Where the SQLite file and the generated JWT secret live.
+    pub data_dir: PathBuf,
+    /// Longest wait for connections to close on SIGINT/SIGTERM.
+    #[serde(with = "duration_str")]
+    pub shutdown_timeout: Duration,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            address: "127.0.0.1:8000".into(),
+            data_dir: PathBuf::from("data"),
+            shutdown_timeout: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// sea-orm URL; empty means `sqlite://<data_dir>/switchboard.db?mode=rwc`.
+    pub url: String,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret; empty means generated once and kept in `<data_dir>/jwt_secret`.
+    #[serde(deserialize_with = "string_or_number")]
+    pub jwt_secret: String,
+    /// Password of the `admin` user created on first start; empty means random, printed once.
+    #[serde(deserialize_with = "string_or_number")]
+    pub admin_password: String,
+    /// Lifetime of issued tokens.
+    #[serde(with = "duration_str")]
+    pub token_ttl: Duration,
+    /// Whether a user may hold several valid tokens (false: a login revokes older ones).
+    pub multi_login: bool,
+    /// Paths that need no token: exact, or a prefix ending in `*`.
+    pub except_login: Vec<String>,
+    /// The `iss` claim written and required.
+    pub jwt_issuer: String,
+    /// Failed logins per username+IP per minute before 429.
+    pub login_max_failures: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            admin_password: String::new(),
+            token_ttl: Duration::from_secs(24 * 3600),
+            multi_login: true,
+            except_login: default_except_login(),
+            jwt_issuer: "switchboard".into(),
+            login_max_failures: 5,
+        }
+    }
+}
+
+/// The default exemption list.
+pub fn default_except_login() -> Vec<String> {
+    [
+        "/api/auth/login",
+        "/api/site/config",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/swagger*",
+        "/api/openapi.json",
+        "/",
+        "/index.html",
+        "/favicon.ico",
+        "/css/*",
+        "/js/*",
+        "/img/*",
+        "/screenshots/*",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `[websocket.rate_limit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained inbound events per second per connection.
+    pub per_second: u32,
+    /// Burst allowance.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_second: 50,
+            burst: 100,
+        }
+    }
+}
+
+/// `[websocket]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Upgrade path.
+    pub path: String,
+    /// Server ping period.
+    #[serde(with = "duration_str")]
+    pub ping_interval: Duration,
+    /// Silence after which a connection is closed with 4009.
+    #[serde(with = "duration_str")]
+    pub idle_timeout: Duration,
+    /// Largest inbound message; larger → close 1009.
+    #[serde(with = "size_str")]
+    pub max_message_size: usize,
+    /// Per-connection send queue; over it → close 4008.
+    #[serde(with = "size_str")]
+    pub send_queue_bytes: usize,
+    /// Longest a write may take; longer → close 4008.
+    #[serde(with = "duration_str")]
+    pub write_timeout: Duration,
+    /// Per-connection inbound rate limit.
+    pub rate_limit: RateLimitConfig,
+    /// Total connections on this node; 0 = unlimited.
+    pub max_connections: usize,
+    /// Connections per user; 0 = unlimited.
+    pub max_connections_per_user: usize,
+    /// Tags one connection may join.
+    pub max_tags_per_connection: usize,
+    /// Allowed `Origin` values; empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Whether clients may `publish` to tags.
+    pub client_publish: bool,
+    /// Raw echo endpoint for conformance testing; empty = off.
+    pub echo_path: String,
+    /// Public WebSocket URL advertised by `/api/site/config`; empty = derived from the request.
+    pub public_url: String,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            path: "/socket".into(),
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            max_message_size: 64 * 1024,
+            send_queue_bytes: 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
+            rate_limit: RateLimitConfig::default(),
+            max_connections: 0,
+            max_connections_per_user: 32,
+            max_tags_per_connection: 64,
+            allowed_origins: Vec::new(),
+            client_publish: true,
+            echo_path: String::new(),
+            public_url: String::new(),
+        }
+    }
+}
+
+/// `[history]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Pushes kept per stream.
+    pub size: usize,
+    /// How long they are kept.
+    #[serde(with = "duration_str")]
+    pub ttl: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            size: 100,
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Redis URL; empty = single node.
+    pub redis_url: String,
+    /// This node's id; empty = `<hostname>-<pid>`.
+    pub node_id: String,
+}
+
+/// `[web]`.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the admin panel from this folder instead of the embedded copy (live editing).
+    pub dir: String,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `switchboard=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `resource/config/config.toml` if present, then `extra_file`, then
+    /// the environment.
+    pub fn load(extra_file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(Path::new(DEFAULT_CONFIG_FILE), extra_file, std::env::vars())
+    }
+
+    /// [`Config::load`] with explicit sources (tests).
+    pub fn load_from(
+        base_file: &Path,
+        extra_file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new();
+        if base_file.exists() {
+            fig = fig.merge(Toml::file_exact(base_file));
+        }
+        if let Some(extra) = extra_file {
+            if !extra.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    extra.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(extra));
+        }
+        // Only SECTION__KEY variables are configuration; other SWITCHBOARD_* names are left alone.
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SWITCHBOARD_") && k.contains("__"))
+            .collect();
+        fig = fig.merge(EnvSnapshot(vars));
+        let cfg: Config = fig.extract().map_err(|e| {
+            let mut msgs: Vec<String> = e
+                .into_iter()
+                .map(|e| {
+                    let key = e.path.join(".");
+                    if key.is_empty() {
+                        e.kind.to_string()
+                    } else {
+                        format!("key `{key}`: {}", e.kind)
+                    }
+                })
+                .collect();
+            msgs.dedup();
+            ConfigError(msgs.join("; "))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: &str| Err(ConfigError(format!("key `{key}`: {msg}")));
+        if self.server.address.parse::<std::net::SocketAddr>().is_err() {
+            return err("server.address", "expected host:port, e.g. 127.0.0.1:8000");
+        }
+        if !self.websocket.path.starts_with('/') {
+            return err("websocket.path", "must start with /");
+        }
+        if !self.websocket.echo_path.is_empty() && !self.websocket.echo_path.starts_with('/') {
+            return err("websocket.echo_path", "must start with / or be empty");
+        }
+        if self.websocket.ping_interval.is_zero() {
+            return err("websocket.ping_interval", "must be positive");
+        }
+        if self.websocket.idle_timeout <= self.websocket.ping_interval {
+            return err(
+                "websocket.idle_timeout",
+                "must be longer than websocket.ping_interval",
+            );
+        }
+        if self.websocket.max_message_size < 128 {
+            return err("websocket.max_message_size", "must be at least 128B");
+        }
+        if self.websocket.rate_limit.per_second == 0 || self.websocket.rate_limit.burst == 0 {
+            return err(
+                "websocket.rate_limit",
+                "per_second and burst must be positive",
+            );
+        }
+        if self.auth.token_ttl.as_secs() < 1 {
+            return err("auth.token_ttl", "must be at least 1s");
+        }
+        for p in &self.server.trusted_proxies {
+            if crate::net::parse_proxy(p).is_none() {
+                return err(
+                    "server.trusted_proxies",
+                    &format!("`{p}` is not an IP or CIDR"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective database URL.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.server.data_dir.join("switchboard.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+}
+
+/// Feeds a fixed set of variables through figment's `Env` key mapping.
+struct EnvSnapshot(Vec<(String, String)>);
+
+impl figment::Provider for EnvSnapshot {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable(s)")
+    }
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::{Dict, Map, Value};
+        let mut dict = Dict::new();
+        for (k, v) in &self.0 {
+            let key = k["SWITCHBOARD_".len()..].to_ascii_lowercase();
+            let path: Vec<&str> = key.split("__").collect();
+            let value: Value = v.parse().unwrap_or_else(|_| Value::from(v.clone()));
+            insert_path(&mut dict, &path, value);
+        }
+        let mut map = Map::new();
+        map.insert(figment::Profile::Default, dict);
+        Ok(map)
+    }
+}
+
+fn insert_path(dict: &mut figment::value::Dict, path: &[&str], value: figment::value::Value) {
+    use figment::value::{Dict, Value};
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_string(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry((*first).to_string())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match S::deserialize(d)? {
+        S::S(s) => s,
+        S::I(i) => i.to_string(),
+        S::U(u) => u.to_string(),
+        S::F(f) => f.to_string(),
+        S::B(b) => b.to_string(),
+    })
+}
+
+/// Durations written as `500ms`, `25s`, `5m`, `24h`.
+pub mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Parses a duration string.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| format!("`{s}` is not a duration like 500ms, 25s, 5m ({e})"))
+    }
+
+    /// serde entry point.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Sizes written as `64KiB`, `1MiB`, `512B`, or a plain number of bytes.
+pub mod size_str {
+    use serde::{Deserialize, Deserializer};
+
+    /// Parses a size.
+    pub fn parse(s: &str) -> Result<usize, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: usize = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size like 64KiB or 1MiB"))?;
+        let mult: usize = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" | "K" | "KB" | "kB" => 1024,
+            "MiB" | "M" | "MB" => 1024 * 1024,
+            "GiB" | "G" | "GB" => 1024 * 1024 * 1024,
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use B, KiB, MiB, GiB)"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
+
+    /// serde entry point (numbers are bytes).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => usize::try_from(n).map_err(serde::de::Error::custom),
+            Raw::S(s) => parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::load_from(Path::new("/nonexistent"), None, env(&[])).unwrap();
+        assert_eq!(c.server.address, "127.0.0.1:8000");
+        assert_eq!(c.websocket.path, "/socket");
+        assert_eq!(c.websocket.ping_interval, Duration::from_secs(25));
+        assert_eq!(c.websocket.max_message_size, 65536);
+        assert_eq!(c.websocket.rate_limit.burst, 100);
+        assert_eq!(c.history.size, 100);
+        assert!(c.auth.multi_login);
+        assert!(c.auth.except_login.contains(&"/swagger*".to_string()));
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_lists() {
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[
+                ("SWITCHBOARD_SERVER__ADDRESS", "127.0.0.1:18000"),
+                ("SWITCHBOARD_WEBSOCKET__PING_INTERVAL", "1s"),
+                ("SWITCHBOARD_WEBSOCKET__RATE_LIMIT__PER_SECOND", "7"),
+                (
+                    "SWITCHBOARD_WEBSOCKET__ALLOWED_ORIGINS",
+                    r#"["http://a", "http://b"]"#,
+                ),
+                ("SWITCHBOARD_AUTH__JWT_SECRET", "12345"),
+                ("SWITCHBOARD_BIN", "ignored: not SECTION__KEY"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.address, "127.0.0.1:18000");
+        assert_eq!(c.websocket.ping_interval, Duration::from_secs(1));
+        assert_eq!(c.websocket.rate_limit.per_second, 7);
+        assert_eq!(c.websocket.allowed_origins, vec!["http://a", "http://b"]);
+        assert_eq!(c.auth.jwt_secret, "12345");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_WEBSOCKET__IDLE_TIMEOUT", "soon")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("websocket.idle_timeout"), "{e}");
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_WEBSOCKET__SEND_QUEUE_BYTES", "12 parsecs")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("websocket.send_queue_bytes"), "{e}");
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_SERVER__ADRESS", "typo")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("adress"), "{e}");
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = std::env::temp_dir().join(format!("sbcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "[server]\naddress = \"127.0.0.1:9\"\n[history]\nsize = 5\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            &f,
+            None,
+            env(&[("SWITCHBOARD_SERVER__ADDRESS", "127.0.0.1:10")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.address, "127.0.0.1:10");
+        assert_eq!(c.history.size, 5);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(size_str::parse("64KiB").unwrap(), 65536);
+        assert_eq!(size_str::parse("1MiB").unwrap(), 1 << 20);
+        assert_eq!(size_str::parse("100").unwrap(), 100);
+        assert!(size_str::parse("1XB").is_err());
+        assert_eq!(
+            duration_str::parse("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(duration_str::parse("5m").unwrap(), Duration::from_secs(300));
+    }
+}

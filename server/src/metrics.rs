@@ -1,0 +1,229 @@
+//! Prometheus metrics, kept as plain atomics so the hot path pays one relaxed add.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// A monotonically increasing counter.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// +1.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// +n.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Sets it.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Bucket bounds in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// A latency histogram.
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Every metric of the node.
+#[derive(Default)]
+pub struct Metrics {
+    /// Open connections.
+    pub connections: Gauge,
+    /// Users with at least one connection.
+    pub users: Gauge,
+    /// Tags with at least one member.
+    pub tags: Gauge,
+    /// Inbound frames.
+    pub messages_in: Counter,
+    /// Outbound frames queued.
+    pub messages_out: Counter,
+    /// Inbound bytes.
+    pub bytes_in: Counter,
+    /// Outbound bytes queued.
+    pub bytes_out: Counter,
+    /// Pushes refused because a queue was full or closing.
+    pub queue_drops: Counter,
+    /// Inbound frames refused by the rate limit.
+    pub rate_limited: Counter,
+    /// Connections accepted since start.
+    pub connects: Counter,
+    /// Closes by code.
+    closes: Mutex<Vec<(u16, u64)>>,
+    /// Time to fan a send out to local queues.
+    pub send_seconds: Histogram,
+    /// HTTP API latency.
+    pub api_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Counts a close.
+    pub fn closed(&self, code: u16) {
+        let mut c = self.closes.lock();
+        match c.iter_mut().find(|(k, _)| *k == code) {
+            Some((_, n)) => *n += 1,
+            None => c.push((code, 1)),
+        }
+    }
+
+    /// Closes by code.
+    pub fn closes(&self) -> Vec<(u16, u64)> {
+        let mut v = self.closes.lock().clone();
+        v.sort();
+        v
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        gauge(
+            &mut out,
+            "switchboard_connections",
+            "Open WebSocket connections.",
+            self.connections.get(),
+        );
+        gauge(
+            &mut out,
+            "switchboard_users",
+            "Users with at least one connection.",
+            self.users.get(),
+        );
+        gauge(
+            &mut out,
+            "switchboard_tags",
+            "Tags with at least one member.",
+            self.tags.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_messages_in_total",
+            "Inbound WebSocket frames.",
+            self.messages_in.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_messages_out_total",
+            "Outbound WebSocket frames queued.",
+            self.messages_out.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_bytes_in_total",
+            "Inbound WebSocket payload bytes.",
+            self.bytes_in.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_bytes_out_total",
+            "Outbound WebSocket payload bytes queued.",
+            self.bytes_out.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_queue_drops_total",
+            "Pushes dropped because a send queue was full or closing.",
+            self.queue_drops.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_rate_limited_total",
+            "Inbound frames refused by the rate limit.",
+            self.rate_limited.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_connects_total",
+            "Connections accepted.",
+            self.connects.get(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_closes_total Connections closed, by close code.\n# TYPE switchboard_closes_total counter"
+        );
+        for (code, n) in self.closes() {
+            let _ = writeln!(out, "switchboard_closes_total{{code=\"{code}\"}} {n}");
+        }
+        self.send_seconds.render(
+            &mut out,
+            "switchboard_send_fanout_seconds",
+            "Time to queue one send to all local recipients.",
+        );
+        self.api_seconds.render(
+            &mut out,
+            "switchboard_api_request_seconds",
+            "HTTP API request latency.",
+        );
+        out
+    }
+}

@@ -1,0 +1,192 @@
+//! Built-in events: `ping`, `join`, `quit`, `publish`, `login`. (`recover` arrives with the
+//! delivery-history work and is answered 404 until then.)
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard_sdk::event::{EventError, bind};
+use switchboard_sdk::protocol::{Push, code};
+use switchboard_sdk::{Client, Tag};
+
+use super::WsState;
+use super::registry::{LimitError, TagChangeError};
+
+/// Whether `event` is handled here.
+pub fn is_builtin(event: &str) -> bool {
+    matches!(event, "ping" | "join" | "quit" | "publish" | "login")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagArg {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublishArg {
+    tag: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    exclude_self: bool,
+}
+
+#[derive(Deserialize)]
+struct LoginArg {
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+}
+
+fn parse_tag(raw: &str, field: &str) -> Result<Tag, EventError> {
+    Tag::parse(raw).map_err(|e| EventError::bad_request(format!("data.{field}: {e}")))
+}
+
+fn tag_list(tags: Vec<Tag>) -> Value {
+    Value::Array(
+        tags.into_iter()
+            .map(|t| Value::String(t.to_string()))
+            .collect(),
+    )
+}
+
+fn tag_change_error(e: TagChangeError) -> EventError {
+    match e {
+        TagChangeError::TooMany(_) => EventError::forbidden(e.to_string()),
+        TagChangeError::NoClient => EventError::new(code::INTERNAL, e.to_string()),
+    }
+}
+
+/// Runs a built-in event; the result becomes the reply.
+pub async fn handle(
+    state: &WsState,
+    client: &Arc<Client>,
+    event: &str,
+    data: Value,
+    client_ip: &str,
+) -> Result<Value, EventError> {
+    match event {
+        "ping" => Ok(Value::Null),
+        "join" => {
+            let arg: TagArg = bind(data)?;
+            let tag = parse_tag(&arg.id, "id")?;
+            if tag.is_system() {
+                return Err(EventError::forbidden(
+                    "sys: tags are assigned by the server only",
+                ));
+            }
+            state
+                .registry
+                .join(client.id(), tag)
+                .map(tag_list)
+                .map_err(tag_change_error)
+        }
+        "quit" => {
+            let arg: TagArg = bind(data)?;
+            let tag = parse_tag(&arg.id, "id")?;
+            if tag.is_system() {
+                return Err(EventError::forbidden(
+                    "sys: tags are assigned by the server only",
+                ));
+            }
+            state
+                .registry
+                .quit(client.id(), &tag)
+                .map(tag_list)
+                .map_err(tag_change_error)
+        }
+        "publish" => {
+            if !state.cfg.client_publish {
+                return Err(EventError::forbidden("client publishing is disabled"));
+            }
+            let arg: PublishArg = bind(data)?;
+            let tag = parse_tag(&arg.tag, "tag")?;
+            if !client.tags_mut().contains(&tag) {
+                return Err(EventError::forbidden(
+                    "join the tag before publishing to it",
+                ));
+            }
+            let identity = client.identity();
+            let payload = json!({
+                "tag": tag.as_str(),
+                "from": {
+                    "id": client.id().as_str(),
+                    "userId": identity.as_ref().and_then(|i| i.user_id).map(|u| u.0),
+                    "username": identity.as_ref().map(|i| i.username.as_str()).unwrap_or(""),
+                },
+                "data": arg.data,
+            });
+            let push = Push::new("publish", payload);
+            let except = arg.exclude_self.then(|| client.id());
+            let delivered = state.registry.push_tag(&tag, &push, None, except);
+            Ok(json!({ "delivered": delivered }))
+        }
+        "login" => login(state, client, data, client_ip).await,
+        _ => Err(EventError::not_found(format!("unknown event `{event}`"))),
+    }
+}
+
+async fn login(
+    state: &WsState,
+    client: &Arc<Client>,
+    data: Value,
+    client_ip: &str,
+) -> Result<Value, EventError> {
+    if client.identity().is_some() {
+        return Err(EventError::new(
+            code::CONFLICT,
+            "this connection is already identified",
+        ));
+    }
+    let arg: LoginArg = bind(data)?;
+    let (identity, token, user) = match (arg.token, arg.username, arg.password) {
+        (Some(token), _, _) => {
+            let identity = state
+                .auth
+                .verify_token(&token)
+                .await
+                .map_err(|e| EventError::new(code::UNAUTHORIZED, e.to_string()))?;
+            let uid = identity.user_id.map(|u| u.0).unwrap_or_default();
+            let user = state
+                .auth
+                .user_state(uid)
+                .await
+                .ok()
+                .flatten()
+                .ok_or_else(|| EventError::new(code::UNAUTHORIZED, "invalid token"))?;
+            (identity, token, (*user).clone())
+        }
+        (None, Some(username), Some(password)) => {
+            let issued = state
+                .auth
+                .login(&username, &password, client_ip)
+                .await
+                .map_err(|e| match e {
+                    crate::auth::AuthError::RateLimited => {
+                        EventError::new(code::RATE_LIMITED, e.to_string())
+                    }
+                    other => EventError::new(code::UNAUTHORIZED, other.to_string()),
+                })?;
+            (issued.identity, issued.token, issued.user)
+        }
+        _ => {
+            return Err(EventError::bad_request(
+                "data: expected {username, password} or {token}",
+            ));
+        }
+    };
+    state
+        .registry
+        .set_identity(client, identity)
+        .map_err(|e: LimitError| EventError::new(code::RATE_LIMITED, e.to_string()))?;
+    Ok(json!({
+        "token": token,
+        "user": {
+            "id": user.id,
+            "username": user.username,
+            "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        }
+    }))
+}

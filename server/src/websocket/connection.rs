@@ -1,0 +1,349 @@
+//! One connection's task: reads frames and dispatches them in order, drains the send queue,
+//! pings, and enforces idle, expiry and size limits. One task per socket; handlers run inline
+//! so a slow handler delays only its own connection.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard_sdk::event::{EventContext, EventError, Reply};
+use switchboard_sdk::outbox::{CloseRequest, Outbound};
+use switchboard_sdk::protocol::{self, Envelope, close, code, unix_now};
+use switchboard_sdk::{Client, Credential};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::WsState;
+use super::builtins;
+use super::ratelimit::TokenBucket;
+
+/// How long to wait for the peer's close frame after sending ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What ended the connection.
+enum Ending {
+    /// Send this close frame.
+    Close(u16, String),
+    /// The peer closed or the socket failed; nothing more to send.
+    Gone,
+    /// A write is stuck; drop without a close frame.
+    Stuck,
+}
+
+/// Runs a registered connection until it ends, then unregisters it.
+pub async fn run<S>(state: Arc<WsState>, client: Arc<Client>, mut ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    state.metrics.connects.inc();
+    let ip = client.info().ip.clone();
+    let greeting = json!({
+        "id": client.id().as_str(),
+        "userId": client.user_id().map(|u| u.0),
+        "username": client.username(),
+        "node": &*state.registry.node().clone(),
+        "pingInterval": state.cfg.ping_interval.as_secs_f64(),
+        "idleTimeout": state.cfg.idle_timeout.as_secs_f64(),
+    });
+    client.send_success("connected", &greeting);
+
+    let ending = serve(&state, &client, &mut ws, &ip).await;
+    // Leave every index before the close handshake, so sends stop counting this socket.
+    state.registry.unregister(&client);
+    let code = match ending {
+        Ending::Close(code, reason) => {
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: Utf8Bytes::from(reason),
+            };
+            let _ = timeout(state.cfg.write_timeout, ws.close(Some(frame))).await;
+            // Wait briefly for the peer's close so the close frame is not lost to a reset.
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_close() {
+                        break;
+                    }
+                }
+            })
+            .await;
+            code
+        }
+        Ending::Gone => 1006,
+        Ending::Stuck => {
+            // Best effort: the peer may drain its buffers and still learn why.
+            let frame = CloseFrame {
+                code: CloseCode::from(close::SLOW_CLIENT),
+                reason: Utf8Bytes::from_static("write timeout"),
+            };
+            let _ = timeout(Duration::from_millis(500), ws.close(Some(frame))).await;
+            close::SLOW_CLIENT
+        }
+    };
+    state.metrics.closed(code);
+}
+
+fn token_expiry(client: &Client) -> Option<Instant> {
+    let identity = client.identity()?;
+    let Credential::Token { expires_at, .. } = identity.credential else {
+        return None;
+    };
+    let left = expires_at - unix_now();
+    Some(Instant::now() + Duration::from_secs(left.max(0) as u64))
+}
+
+async fn serve<S>(
+    state: &WsState,
+    client: &Arc<Client>,
+    ws: &mut WebSocketStream<S>,
+    ip: &str,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let cfg = &state.cfg;
+    let mut bucket = TokenBucket::new(cfg.rate_limit.per_second, cfg.rate_limit.burst);
+    let mut batch: Vec<Outbound> = Vec::new();
+    let mut next_ping = Instant::now() + cfg.ping_interval;
+    let mut idle_deadline = Instant::now() + cfg.idle_timeout;
+    let mut last_seen = Instant::now();
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let mut expiry = token_expiry(client).unwrap_or(far);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => {
+                if let Ending::Stuck = flush(state, client, ws, &mut batch).await {
+                    return Ending::Stuck;
+                }
+                return Ending::Close(close::GOING_AWAY, "server shutting down".into());
+            }
+            _ = client.outbox().ready() => {
+                match flush(state, client, ws, &mut batch).await {
+                    Ending::Gone => {}
+                    other => return other,
+                }
+            }
+            msg = ws.next() => {
+                let msg = match msg {
+                    None => return Ending::Gone,
+                    Some(Ok(m)) => m,
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        return Ending::Close(close::MESSAGE_TOO_BIG, "message too big".into());
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        return Ending::Close(close::INVALID_PAYLOAD, "invalid UTF-8".into());
+                    }
+                    Some(Err(WsError::Protocol(_))) => {
+                        return Ending::Close(1002, "protocol error".into());
+                    }
+                    Some(Err(_)) => return Ending::Gone,
+                };
+                last_seen = Instant::now();
+                client.touch();
+                match msg {
+                    Message::Text(t) => {
+                        record_in(state, t.len());
+                        handle_frame(state, client, Bytes::from(t), false, &mut bucket, ip).await;
+                    }
+                    Message::Binary(b) => {
+                        record_in(state, b.len());
+                        handle_frame(state, client, b, true, &mut bucket, ip).await;
+                    }
+                    Message::Ping(_) => {
+                        // tungstenite queued the pong; push it out now.
+                        if timeout(cfg.write_timeout, ws.flush()).await.is_err() {
+                            return Ending::Stuck;
+                        }
+                    }
+                    Message::Pong(_) | Message::Frame(_) => {}
+                    Message::Close(_) => return Ending::Gone,
+                }
+                // A login may have changed the token whose expiry we watch.
+                expiry = token_expiry(client).unwrap_or(far);
+                if !client.outbox().is_closing() && client.outbox().queued_bytes() > 0 {
+                    match flush(state, client, ws, &mut batch).await {
+                        Ending::Gone => {}
+                        other => return other,
+                    }
+                }
+            }
+            _ = sleep_until(next_ping) => {
+                next_ping = Instant::now() + cfg.ping_interval;
+                let sent = timeout(cfg.write_timeout, ws.send(Message::Ping(Bytes::new()))).await;
+                match sent {
+                    Err(_) => return Ending::Stuck,
+                    Ok(Err(_)) => return Ending::Gone,
+                    Ok(Ok(())) => {}
+                }
+            }
+            _ = sleep_until(idle_deadline) => {
+                let deadline = last_seen + cfg.idle_timeout;
+                if Instant::now() >= deadline {
+                    return Ending::Close(close::IDLE_TIMEOUT, "idle timeout".into());
+                }
+                idle_deadline = deadline;
+            }
+            _ = sleep_until(expiry) => {
+                return Ending::Close(close::TOKEN_REVOKED, "token expired".into());
+            }
+        }
+    }
+}
+
+fn record_in(state: &WsState, len: usize) {
+    state.metrics.messages_in.inc();
+    state.metrics.bytes_in.add(len as u64);
+}
+
+/// Writes every queued frame with one flush. Returns `Gone` to mean "carry on".
+async fn flush<S>(
+    state: &WsState,
+    client: &Client,
+    ws: &mut WebSocketStream<S>,
+    batch: &mut Vec<Outbound>,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let close_req = client.outbox().drain(batch);
+    if !batch.is_empty() {
+        let write = async {
+            for frame in batch.drain(..) {
+                let msg = match frame {
+                    Outbound::Text(t) => Message::Text(t),
+                    Outbound::Binary(b) => Message::Binary(b),
+                };
+                ws.feed(msg).await?;
+            }
+            ws.flush().await
+        };
+        match timeout(state.cfg.write_timeout, write).await {
+            Err(_) => return Ending::Stuck,
+            Ok(Err(_)) => return Ending::Gone,
+            Ok(Ok(())) => {}
+        }
+        batch.clear();
+        if batch.capacity() > 256 {
+            batch.shrink_to(16);
+        }
+    }
+    match close_req {
+        Some(CloseRequest { code, reason, .. }) => Ending::Close(code, reason),
+        None => Ending::Gone,
+    }
+}
+
+fn reply(
+    client: &Client,
+    event: &str,
+    seqno: Option<&Value>,
+    binary: bool,
+    result: Result<Value, EventError>,
+) {
+    match result {
+        Ok(data) => {
+            let mut env = Envelope::new(event, &data);
+            env.seqno = seqno;
+            client.send_envelope(&env, binary);
+        }
+        Err(err) => {
+            let mut env = Envelope::new(event, &Value::Null);
+            env.code = err.code;
+            env.error_msg = Some(&err.message);
+            env.seqno = seqno;
+            client.send_envelope(&env, binary);
+        }
+    }
+}
+
+async fn handle_frame(
+    state: &WsState,
+    client: &Arc<Client>,
+    bytes: Bytes,
+    binary: bool,
+    bucket: &mut TokenBucket,
+    ip: &str,
+) {
+    // An empty frame is a heartbeat (seed 002): no reply.
+    if bytes.is_empty() {
+        return;
+    }
+    let req = match protocol::parse_request(&bytes) {
+        Ok(r) => r,
+        Err(bad) => {
+            let event = bad.event.as_deref().unwrap_or(protocol::ERROR_EVENT);
+            reply(
+                client,
+                event,
+                bad.seqno.as_ref(),
+                binary,
+                Err(EventError::bad_request(bad.message)),
+            );
+            return;
+        }
+    };
+    if !bucket.try_take() {
+        state.metrics.rate_limited.inc();
+        reply(
+            client,
+            &req.event,
+            req.seqno.as_ref(),
+            binary,
+            Err(EventError::new(code::RATE_LIMITED, "rate limit exceeded")),
+        );
+        return;
+    }
+    if builtins::is_builtin(&req.event) {
+        let result = AssertUnwindSafe(builtins::handle(state, client, &req.event, req.data, ip))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(EventError::new(code::INTERNAL, "internal error")));
+        reply(client, &req.event, req.seqno.as_ref(), binary, result);
+        return;
+    }
+    let Some(route) = state.router.route(&req.event) else {
+        reply(
+            client,
+            &req.event,
+            req.seqno.as_ref(),
+            binary,
+            Err(EventError::not_found(format!(
+                "unknown event `{}`",
+                req.event
+            ))),
+        );
+        return;
+    };
+    let ctx = EventContext::new(
+        client.clone(),
+        state.hub.clone(),
+        &req.event,
+        req.seqno.clone(),
+        binary,
+    );
+    let outcome = AssertUnwindSafe(state.router.dispatch(route, ctx, req.data))
+        .catch_unwind()
+        .await;
+    let result = match outcome {
+        Ok(Ok(Reply::Silent)) => return,
+        Ok(Ok(Reply::Data(v))) => Ok(v),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            tracing::error!(event = %req.event, client = %client.id(), "event handler panicked");
+            Err(EventError::new(
+                code::INTERNAL,
+                "internal error: the handler failed",
+            ))
+        }
+    };
+    reply(client, &req.event, req.seqno.as_ref(), binary, result);
+}

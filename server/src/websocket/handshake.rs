@@ -1,0 +1,197 @@
+//! The upgrade: auth already ran in the middleware; here we check Origin and limits, answer
+//! 101 ourselves and drive tokio-tungstenite directly (so pushes are shared `Utf8Bytes`).
+
+use std::sync::Arc;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Request, Response};
+use switchboard_sdk::{Client, ClientInfo, Identity};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
+
+use super::registry::LimitError;
+use super::{WsState, connection, useragent};
+use crate::error::json_error;
+use crate::net;
+
+/// The subprotocol the server selects when offered.
+pub const SUBPROTOCOL: &str = "switchboard.v1";
+
+/// tungstenite settings: small buffers so idle sockets stay cheap, bounded writes, the
+/// configured message limit.
+pub fn ws_config(state: &WsState) -> WebSocketConfig {
+    let max = state.cfg.max_message_size;
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(state.cfg.send_queue_bytes + max + 64 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+fn header_str<'a>(req: &'a Request, name: header::HeaderName) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_has_token(req: &Request, name: header::HeaderName, token: &str) -> bool {
+    req.headers().get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether `origin` may connect.
+pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    match origin {
+        None => true,
+        Some(_) if allowed.is_empty() => true,
+        Some(o) => allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(o)),
+    }
+}
+
+/// Handles `GET <websocket.path>`; `echo` turns the connection into a raw echo (conformance).
+pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response {
+    if req.method() != poem::http::Method::GET
+        || !header_has_token(&req, header::UPGRADE, "websocket")
+        || !header_has_token(&req, header::CONNECTION, "upgrade")
+    {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "this endpoint expects a WebSocket upgrade (GET with Upgrade: websocket)",
+        );
+    }
+    if header_str(&req, header::SEC_WEBSOCKET_VERSION) != Some("13") {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "websocket_version",
+            "Sec-WebSocket-Version must be 13",
+        );
+    }
+    let Some(key) = header_str(&req, header::SEC_WEBSOCKET_KEY).map(str::to_owned) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "websocket_key",
+            "missing Sec-WebSocket-Key",
+        );
+    };
+    if !origin_allowed(&state.cfg.allowed_origins, header_str(&req, header::ORIGIN)) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this Origin may not open a WebSocket here",
+        );
+    }
+    let identity: Option<Identity> = req.data::<Identity>().cloned();
+    let reservation = match state
+        .registry
+        .reserve(identity.as_ref().and_then(|i| i.user_id))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let code = match e {
+                LimitError::Total => "too_many_connections",
+                LimitError::PerUser => "too_many_user_connections",
+            };
+            return json_error(StatusCode::TOO_MANY_REQUESTS, code, &e.to_string());
+        }
+    };
+    let on_upgrade = match req.take_upgrade() {
+        Ok(u) => u,
+        Err(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "websocket_required",
+                "connection cannot be upgraded",
+            );
+        }
+    };
+    let offered_ours = header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
+    let user_agent = header_str(&req, header::USER_AGENT)
+        .unwrap_or_default()
+        .chars()
+        .take(512)
+        .collect::<String>();
+    let (os, browser) = useragent::parse(&user_agent);
+    let ip = state.proxies.client_ip(
+        net::peer_ip(&req),
+        header_str(&req, header::HeaderName::from_static("x-forwarded-for")),
+    );
+    let info = ClientInfo {
+        ip,
+        user_agent,
+        os,
+        browser,
+        first_time: switchboard_sdk::protocol::unix_now(),
+        node: state.registry.node().clone(),
+    };
+    let client = Arc::new(Client::new(
+        state.registry.next_id(),
+        info,
+        identity,
+        state.cfg.send_queue_bytes,
+    ));
+    let config = ws_config(&state);
+    let task_state = state.clone();
+    state.tasks.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(upgraded, WsRole::Server, Some(config)).await;
+        if echo {
+            drop(reservation);
+            connection_echo(task_state, ws).await;
+            return;
+        }
+        task_state.registry.register(client.clone(), reservation);
+        connection::run(task_state, client, ws).await;
+    });
+    let mut resp = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            derive_accept_key(key.as_bytes()),
+        )
+        .finish();
+    if offered_ours {
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    resp
+}
+
+/// A raw echo over the same machinery (auth, limits, config): for the Autobahn testsuite.
+async fn connection_echo<S>(state: Arc<WsState>, mut ws: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return;
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {
+                    let _ = ws.flush().await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The WebSocket module: handshake, per-connection task, built-in events, registry, hub.
+
+pub mod builtins;
+pub mod connection;
+pub mod handshake;
+pub mod hub;
+pub mod ratelimit;
+pub mod registry;
+pub mod useragent;
+
+use std::sync::Arc;
+
+use switchboard_sdk::Hub;
+use switchboard_sdk::event::EventRouter;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::AuthService;
+use crate::config::WebSocketConfig;
+use crate::metrics::Metrics;
+use crate::net::TrustedProxies;
+
+pub use hub::LocalHub;
+pub use registry::Registry;
+
+/// Everything a connection needs, shared by all of them.
+pub struct WsState {
+    /// `[websocket]` config.
+    pub cfg: WebSocketConfig,
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// The send functions.
+    pub hub: Arc<dyn Hub>,
+    /// Addon events.
+    pub router: Arc<EventRouter>,
+    /// Auth (socket `login`, revocation checks).
+    pub auth: Arc<AuthService>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled on shutdown: every socket closes with 1001.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// For client IPs.
+    pub proxies: TrustedProxies,
+    /// Whether the socket path is on the exemption list (anonymous clients may `login`).
+    pub socket_exempt: bool,
+}

@@ -1,0 +1,548 @@
+//! The client registry: every live connection indexed by id, user and tag, so each send
+//! costs O(recipients). One short `RwLock` guards all three indexes so they never disagree;
+//! it is never held across an await, and pushing to a client only appends to its bounded
+//! queue.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use switchboard_sdk::outbox::Outbound;
+use switchboard_sdk::protocol::{Envelope, Push, StreamPosition};
+use switchboard_sdk::{Client, ClientId, Identity, Tag, UserId};
+
+use crate::metrics::Metrics;
+
+/// Why a connection or identity change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// `websocket.max_connections` reached.
+    #[error("too many connections on this server")]
+    Total,
+    /// `websocket.max_connections_per_user` reached.
+    #[error("too many connections for this user")]
+    PerUser,
+}
+
+/// Why a tag change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagChangeError {
+    /// The connection already holds the maximum number of tags.
+    #[error("at most {0} tags per connection")]
+    TooMany(usize),
+    /// The connection is gone.
+    #[error("client not found")]
+    NoClient,
+}
+
+#[derive(Default)]
+struct Indexes {
+    clients: HashMap<ClientId, Arc<Client>>,
+    users: HashMap<UserId, Vec<Arc<Client>>>,
+    tags: HashMap<Tag, HashMap<ClientId, Arc<Client>>>,
+    /// Connections counted against the limits (reserved at the handshake).
+    total: usize,
+    per_user: HashMap<UserId, usize>,
+}
+
+/// Connection limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// 0 = unlimited.
+    pub max_connections: usize,
+    /// 0 = unlimited.
+    pub max_per_user: usize,
+    /// Tags per connection.
+    pub max_tags: usize,
+}
+
+/// The registry.
+pub struct Registry {
+    idx: RwLock<Indexes>,
+    node: Arc<str>,
+    prefix: String,
+    counter: AtomicU64,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+/// A slot reserved at the handshake; released on drop unless the connection registered.
+pub struct Reservation {
+    registry: Arc<Registry>,
+    user: Option<UserId>,
+    armed: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.armed {
+            self.registry.release(self.user);
+        }
+    }
+}
+
+impl Registry {
+    /// A registry for node `node`; client ids are `<prefix>.<n>`.
+    pub fn new(node: &str, limits: Limits, metrics: Arc<Metrics>) -> Self {
+        let prefix = {
+            use rand::Rng;
+            const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+            let mut rng = rand::thread_rng();
+            (0..6)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect()
+        };
+        Registry {
+            idx: RwLock::new(Indexes::default()),
+            node: Arc::from(node),
+            prefix,
+            counter: AtomicU64::new(0),
+            limits,
+            metrics,
+        }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &Arc<str> {
+        &self.node
+    }
+
+    /// A fresh connection id.
+    pub fn next_id(&self) -> ClientId {
+        ClientId::new(
+            &self.prefix,
+            self.counter.fetch_add(1, Ordering::Relaxed) + 1,
+        )
+    }
+
+    /// Reserves a slot against the limits.
+    pub fn reserve(self: &Arc<Self>, user: Option<UserId>) -> Result<Reservation, LimitError> {
+        let mut idx = self.idx.write();
+        if self.limits.max_connections > 0 && idx.total >= self.limits.max_connections {
+            return Err(LimitError::Total);
+        }
+        if let Some(u) = user {
+            let n = idx.per_user.get(&u).copied().unwrap_or(0);
+            if self.limits.max_per_user > 0 && n >= self.limits.max_per_user {
+                return Err(LimitError::PerUser);
+            }
+            idx.per_user.insert(u, n + 1);
+        }
+        idx.total += 1;
+        Ok(Reservation {
+            registry: self.clone(),
+            user,
+            armed: true,
+        })
+    }
+
+    fn release(&self, user: Option<UserId>) {
+        let mut idx = self.idx.write();
+        Self::release_locked(&mut idx, user);
+    }
+
+    fn release_locked(idx: &mut Indexes, user: Option<UserId>) {
+        idx.total = idx.total.saturating_sub(1);
+        if let Some(u) = user {
+            if let Some(n) = idx.per_user.get_mut(&u) {
+                *n -= 1;
+                if *n == 0 {
+                    idx.per_user.remove(&u);
+                }
+            }
+        }
+    }
+
+    /// Adds a connection to the indexes, consuming its reservation.
+    pub fn register(&self, client: Arc<Client>, mut reservation: Reservation) {
+        reservation.armed = false;
+        let mut idx = self.idx.write();
+        if let Some(u) = client.user_id() {
+            idx.users.entry(u).or_default().push(client.clone());
+        }
+        idx.clients.insert(client.id().clone(), client);
+        self.metrics.connections.set(idx.clients.len() as i64);
+        self.metrics.users.set(idx.users.len() as i64);
+    }
+
+    /// Removes a connection from every index.
+    pub fn unregister(&self, client: &Client) {
+        let mut idx = self.idx.write();
+        if idx.clients.remove(client.id()).is_none() {
+            return;
+        }
+        let user = client.user_id();
+        if let Some(u) = user {
+            if let Some(list) = idx.users.get_mut(&u) {
+                list.retain(|c| c.id() != client.id());
+                if list.is_empty() {
+                    idx.users.remove(&u);
+                }
+            }
+        }
+        let tags = std::mem::take(&mut *client.tags_mut());
+        for tag in tags {
+            Self::remove_member(&mut idx, &tag, client.id());
+        }
+        Self::release_locked(&mut idx, user);
+        self.metrics.connections.set(idx.clients.len() as i64);
+        self.metrics.users.set(idx.users.len() as i64);
+        self.metrics.tags.set(idx.tags.len() as i64);
+    }
+
+    fn remove_member(idx: &mut Indexes, tag: &Tag, id: &ClientId) {
+        if let Some(members) = idx.tags.get_mut(tag) {
+            members.remove(id);
+            // Empty tags leave the index at once (the tutorial's auto-closing rooms).
+            if members.is_empty() {
+                idx.tags.remove(tag);
+            }
+        }
+    }
+
+    /// Gives an anonymous connection an identity (socket `login`), moving it in the user
+    /// index and the per-user count in one step.
+    pub fn set_identity(&self, client: &Arc<Client>, identity: Identity) -> Result<(), LimitError> {
+        let mut idx = self.idx.write();
+        let new_user = identity.user_id;
+        if let Some(u) = new_user {
+            let n = idx.per_user.get(&u).copied().unwrap_or(0);
+            if self.limits.max_per_user > 0 && n >= self.limits.max_per_user {
+                return Err(LimitError::PerUser);
+            }
+        }
+        let old_user = client.user_id();
+        if let Some(u) = old_user {
+            if let Some(list) = idx.users.get_mut(&u) {
+                list.retain(|c| c.id() != client.id());
+                if list.is_empty() {
+                    idx.users.remove(&u);
+                }
+            }
+            if let Some(n) = idx.per_user.get_mut(&u) {
+                *n -= 1;
+                if *n == 0 {
+                    idx.per_user.remove(&u);
+                }
+            }
+        }
+        client.set_identity(Some(identity));
+        if let Some(u) = new_user {
+            *idx.per_user.entry(u).or_insert(0) += 1;
+            if idx.clients.contains_key(client.id()) {
+                idx.users.entry(u).or_default().push(client.clone());
+            }
+        }
+        self.metrics.users.set(idx.users.len() as i64);
+        Ok(())
+    }
+
+    /// Adds a tag to a connection. Returns the connection's sorted tags.
+    pub fn join(&self, id: &ClientId, tag: Tag) -> Result<Vec<Tag>, TagChangeError> {
+        let mut idx = self.idx.write();
+        let client = idx
+            .clients
+            .get(id)
+            .cloned()
+            .ok_or(TagChangeError::NoClient)?;
+        let mut tags = client.tags_mut();
+        if !tags.contains(&tag) {
+            if tags.len() >= self.limits.max_tags {
+                return Err(TagChangeError::TooMany(self.limits.max_tags));
+            }
+            tags.insert(tag.clone());
+            idx.tags
+                .entry(tag)
+                .or_default()
+                .insert(id.clone(), client.clone());
+        }
+        let list = tags.iter().cloned().collect();
+        drop(tags);
+        self.metrics.tags.set(idx.tags.len() as i64);
+        Ok(list)
+    }
+
+    /// Removes a tag from a connection. Returns the connection's sorted tags.
+    pub fn quit(&self, id: &ClientId, tag: &Tag) -> Result<Vec<Tag>, TagChangeError> {
+        let mut idx = self.idx.write();
+        let client = idx
+            .clients
+            .get(id)
+            .cloned()
+            .ok_or(TagChangeError::NoClient)?;
+        let mut tags = client.tags_mut();
+        if tags.remove(tag) {
+            Self::remove_member(&mut idx, tag, id);
+        }
+        let list = tags.iter().cloned().collect();
+        drop(tags);
+        self.metrics.tags.set(idx.tags.len() as i64);
+        Ok(list)
+    }
+
+    /// A connection by id.
+    pub fn get(&self, id: &ClientId) -> Option<Arc<Client>> {
+        self.idx.read().clients.get(id).cloned()
+    }
+
+    /// A user's connections.
+    pub fn user_clients(&self, user: UserId) -> Vec<Arc<Client>> {
+        self.idx
+            .read()
+            .users
+            .get(&user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A tag's members.
+    pub fn tag_members(&self, tag: &Tag) -> Vec<Arc<Client>> {
+        self.idx
+            .read()
+            .tags
+            .get(tag)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every connection.
+    pub fn all(&self) -> Vec<Arc<Client>> {
+        self.idx.read().clients.values().cloned().collect()
+    }
+
+    /// `(tag, members)` for every tag, sorted by name.
+    pub fn tag_counts(&self) -> Vec<(Tag, usize)> {
+        let idx = self.idx.read();
+        let mut v: Vec<(Tag, usize)> = idx.tags.iter().map(|(t, m)| (t.clone(), m.len())).collect();
+        v.sort();
+        v
+    }
+
+    /// `(connections, users, tags)`.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let idx = self.idx.read();
+        (idx.clients.len(), idx.users.len(), idx.tags.len())
+    }
+
+    /// Whether every index is empty (after all clients left).
+    pub fn is_empty(&self) -> bool {
+        let idx = self.idx.read();
+        idx.clients.is_empty()
+            && idx.users.is_empty()
+            && idx.tags.is_empty()
+            && idx.total == 0
+            && idx.per_user.is_empty()
+    }
+
+    fn deliver<'a>(&self, frame: &Outbound, to: impl Iterator<Item = &'a Arc<Client>>) -> usize {
+        let mut n = 0;
+        for c in to {
+            if c.send_frame(frame.clone()) {
+                n += 1;
+            } else if c.outbox().is_closing() {
+                self.metrics.queue_drops.inc();
+            }
+        }
+        self.metrics.messages_out.add(n as u64);
+        self.metrics.bytes_out.add((n * frame_len(frame)) as u64);
+        n
+    }
+
+    /// Pushes to every local connection.
+    pub fn push_all(&self, push: &Push, pos: Option<&StreamPosition>) -> usize {
+        let frame = encode(push, pos);
+        let idx = self.idx.read();
+        self.deliver(&frame, idx.clients.values())
+    }
+
+    /// Pushes to one local connection.
+    pub fn push_client(&self, id: &ClientId, push: &Push) -> usize {
+        let frame = encode(push, None);
+        let idx = self.idx.read();
+        self.deliver(&frame, idx.clients.get(id).into_iter())
+    }
+
+    /// Pushes to a user's local connections.
+    pub fn push_user(&self, user: UserId, push: &Push, pos: Option<&StreamPosition>) -> usize {
+        let frame = encode(push, pos);
+        let idx = self.idx.read();
+        match idx.users.get(&user) {
+            Some(list) => self.deliver(&frame, list.iter()),
+            None => 0,
+        }
+    }
+
+    /// Pushes to a tag's local members, optionally skipping one connection.
+    pub fn push_tag(
+        &self,
+        tag: &Tag,
+        push: &Push,
+        pos: Option<&StreamPosition>,
+        except: Option<&ClientId>,
+    ) -> usize {
+        let frame = encode(push, pos);
+        let idx = self.idx.read();
+        match idx.tags.get(tag) {
+            Some(members) => self.deliver(
+                &frame,
+                members
+                    .iter()
+                    .filter(|(id, _)| Some(*id) != except)
+                    .map(|(_, c)| c),
+            ),
+            None => 0,
+        }
+    }
+
+    /// Closes a user's connections with `code` (e.g. 4003 after revocation). Returns how many.
+    pub fn close_user(&self, user: UserId, code: u16, reason: &str) -> usize {
+        self.user_clients(user)
+            .iter()
+            .filter(|c| c.close(code, reason, true))
+            .count()
+    }
+
+    /// Closes connections carrying token `jti`.
+    pub fn close_token(&self, user: UserId, jti: &str, code: u16, reason: &str) -> usize {
+        self.user_clients(user)
+            .iter()
+            .filter(|c| {
+                c.identity().is_some_and(|i| {
+                    matches!(&i.credential, switchboard_sdk::Credential::Token { jti: j, .. } if j == jti)
+                })
+            })
+            .filter(|c| c.close(code, reason, true))
+            .count()
+    }
+
+    /// Every tag a connection holds.
+    pub fn client_tags(&self, id: &ClientId) -> BTreeSet<Tag> {
+        self.get(id)
+            .map(|c| c.tags().into_iter().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn frame_len(f: &Outbound) -> usize {
+    match f {
+        Outbound::Text(t) => t.len(),
+        Outbound::Binary(b) => b.len(),
+    }
+}
+
+/// Serialises a push once for all recipients.
+pub fn encode(push: &Push, pos: Option<&StreamPosition>) -> Outbound {
+    Outbound::Text(Envelope::new(&push.event, &push.data).at(pos).encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_sdk::{ClientInfo, Credential, Role};
+
+    fn registry() -> Arc<Registry> {
+        Arc::new(Registry::new(
+            "n1",
+            Limits {
+                max_connections: 3,
+                max_per_user: 2,
+                max_tags: 2,
+            },
+            Arc::new(Metrics::default()),
+        ))
+    }
+
+    fn ident(u: i64) -> Identity {
+        Identity {
+            user_id: Some(UserId(u)),
+            username: format!("u{u}"),
+            roles: vec![Role::Member],
+            credential: Credential::Token {
+                jti: format!("j{u}"),
+                expires_at: i64::MAX,
+            },
+        }
+    }
+
+    fn connect(r: &Arc<Registry>, user: Option<i64>) -> Result<Arc<Client>, LimitError> {
+        let res = r.reserve(user.map(UserId))?;
+        let c = Arc::new(Client::new(
+            r.next_id(),
+            ClientInfo::default(),
+            user.map(ident),
+            1 << 20,
+        ));
+        r.register(c.clone(), res);
+        Ok(c)
+    }
+
+    #[test]
+    fn indexes_follow_connect_join_and_leave() {
+        let r = registry();
+        let a = connect(&r, Some(1)).unwrap();
+        let b = connect(&r, Some(1)).unwrap();
+        let t = Tag::parse("room").unwrap();
+        r.join(a.id(), t.clone()).unwrap();
+        r.join(b.id(), t.clone()).unwrap();
+        assert_eq!(r.user_clients(UserId(1)).len(), 2);
+        assert_eq!(r.tag_members(&t).len(), 2);
+        r.unregister(&a);
+        assert_eq!(r.tag_members(&t).len(), 1);
+        r.quit(b.id(), &t).unwrap();
+        assert!(r.tag_counts().is_empty(), "an empty tag leaves the index");
+        r.unregister(&b);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn limits_are_enforced_and_released() {
+        let r = registry();
+        let a = connect(&r, Some(1)).unwrap();
+        let _b = connect(&r, Some(1)).unwrap();
+        assert_eq!(connect(&r, Some(1)).unwrap_err(), LimitError::PerUser);
+        let _c = connect(&r, None).unwrap();
+        assert_eq!(connect(&r, Some(2)).unwrap_err(), LimitError::Total);
+        r.unregister(&a);
+        assert!(connect(&r, Some(2)).is_ok());
+        // A reservation that never registers gives its slot back.
+        let r2 = registry();
+        drop(r2.reserve(Some(UserId(9))).unwrap());
+        assert!(r2.is_empty());
+    }
+
+    #[test]
+    fn tag_cap_per_connection() {
+        let r = registry();
+        let a = connect(&r, None).unwrap();
+        r.join(a.id(), Tag::parse("a").unwrap()).unwrap();
+        r.join(a.id(), Tag::parse("b").unwrap()).unwrap();
+        r.join(a.id(), Tag::parse("b").unwrap()).unwrap();
+        assert_eq!(
+            r.join(a.id(), Tag::parse("c").unwrap()).unwrap_err(),
+            TagChangeError::TooMany(2)
+        );
+    }
+
+    #[test]
+    fn login_moves_an_anonymous_client_into_the_user_index() {
+        let r = registry();
+        let a = connect(&r, None).unwrap();
+        r.set_identity(&a, ident(5)).unwrap();
+        assert_eq!(r.user_clients(UserId(5)).len(), 1);
+        let push = Push::new("x", serde_json::Value::Null);
+        assert_eq!(r.push_user(UserId(5), &push, None), 1);
+        r.unregister(&a);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn push_counts_only_reached_clients() {
+        let r = registry();
+        let a = connect(&r, Some(1)).unwrap();
+        let _b = connect(&r, Some(2)).unwrap();
+        a.close(4001, "x", false);
+        let push = Push::new("x", serde_json::json!(1));
+        assert_eq!(r.push_all(&push, None), 1);
+    }
+}

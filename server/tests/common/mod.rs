@@ -1,0 +1,232 @@
+//! Test helpers: a real server on 127.0.0.1:0 with a fresh SQLite database, HTTP and
+//! WebSocket clients.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard::Config;
+use switchboard::api::AppState;
+use switchboard::app::Application;
+use switchboard_sdk::event::EventRegistry;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+pub struct TestApp {
+    pub base: String,
+    pub ws_url: String,
+    pub admin_token: String,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub state: Arc<AppState>,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn base_config(dir: &Path) -> Config {
+    let mut cfg = Config::load_from(Path::new("/nonexistent"), None, Vec::new()).unwrap();
+    cfg.server.address = "127.0.0.1:0".into();
+    cfg.server.data_dir = dir.to_path_buf();
+    cfg.server.shutdown_timeout = Duration::from_secs(5);
+    cfg.auth.admin_password = ADMIN_PASSWORD.into();
+    cfg.log.level = "warn".into();
+    cfg
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(f: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_full(f, |_| {}).await
+}
+
+pub async fn spawn_full(
+    f: impl FnOnce(&mut Config),
+    events: impl FnOnce(&mut EventRegistry),
+) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(dir.path());
+    f(&mut cfg);
+    let path = cfg.websocket.path.clone();
+    let app = Application::build_with_events(cfg, events)
+        .await
+        .expect("server builds");
+    let addr = app.local_addr();
+    let shutdown = app.shutdown_token();
+    let state = app.state();
+    let handle = tokio::spawn(app.run());
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let admin_token = login(&http, &base, "admin", ADMIN_PASSWORD).await;
+    TestApp {
+        ws_url: format!("ws://{addr}{path}"),
+        base,
+        admin_token,
+        shutdown,
+        handle,
+        state,
+        http,
+        dir,
+    }
+}
+
+pub async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "login of {user}");
+    let v: Value = r.json().await.unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a user with roles and returns (id, token).
+    pub async fn user(&self, name: &str, roles: &[&str]) -> (i64, String) {
+        let r = self
+            .http
+            .post(self.url("/api/users"))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({"username": name, "password": "password-123", "roles": roles}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        let token = login(&self.http, &self.base, name, "password-123").await;
+        (v["id"].as_i64().unwrap(), token)
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Connects with `Authorization: Bearer` and reads the `connected` greeting.
+    pub async fn ws(&self, token: &str) -> (Ws, Value) {
+        let mut ws = ws_connect(&self.ws_url, Some(token))
+            .await
+            .expect("ws connects");
+        let hello = recv(&mut ws).await;
+        assert_eq!(hello["event"], "connected");
+        (ws, hello["data"].clone())
+    }
+}
+
+pub async fn ws_connect(
+    url: &str,
+    token: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut().insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// Next JSON frame (text or binary), skipping pings; panics after 5 s.
+pub async fn recv(ws: &mut Ws) -> Value {
+    recv_within(ws, Duration::from_secs(5))
+        .await
+        .expect("a frame within 5s")
+}
+
+pub async fn recv_within(ws: &mut Ws, d: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .ok()??
+            .ok()?;
+        match msg {
+            Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+            Message::Binary(b) => return Some(serde_json::from_slice(&b).unwrap()),
+            Message::Close(c) => panic!("unexpected close {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Reads until the close frame; returns its code (panics after `d`).
+pub async fn close_code(ws: &mut Ws, d: Duration) -> u16 {
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("no close within {d:?}"),
+            Ok(None) => panic!("stream ended without a close frame"),
+            Ok(Some(Err(e))) => panic!("error before close: {e}"),
+            Ok(Some(Ok(Message::Close(Some(f))))) => return u16::from(f.code),
+            Ok(Some(Ok(Message::Close(None)))) => return 1005,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Sends a request and returns the reply.
+pub async fn request(ws: &mut Ws, event: &str, data: Value) -> Value {
+    send(ws, json!({"event": event, "data": data, "seqno": "r"})).await;
+    loop {
+        let v = recv(ws).await;
+        if v["seqno"] == "r" {
+            return v;
+        }
+    }
+}
+
+/// Waits until `cond` holds (polling), panicking after `d`.
+pub async fn eventually(d: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + d;
+    while !cond() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("condition not met within {d:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

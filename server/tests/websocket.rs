@@ -1,0 +1,544 @@
+//! The WebSocket engine over real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard_sdk::event::{EventContext, EventError, EventResult, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+fn status_of(e: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn three_token_transports_and_refused_handshakes() {
+    let app =
+        spawn_with(|c| c.websocket.allowed_origins = vec!["http://good.example".into()]).await;
+    // Authorization header.
+    let (_ws, hello) = app.ws(&app.admin_token).await;
+    assert_eq!(hello["username"], "admin");
+    assert!(hello["id"].as_str().unwrap().contains('.'));
+    assert_eq!(hello["pingInterval"], 25.0);
+    // Query string.
+    let mut ws = ws_connect(
+        &format!("{}?authorization={}", app.ws_url, app.admin_token),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(recv(&mut ws).await["data"]["userId"], 1);
+    // Subprotocol; the server selects switchboard.v1.
+    let mut req = app.ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(&format!("switchboard.v1, bearer.{}", app.admin_token)).unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "switchboard.v1");
+    assert_eq!(recv(&mut ws).await["event"], "connected");
+    // No token → 401, bad token → 401, bad Origin → 403.
+    assert_eq!(
+        status_of(ws_connect(&app.ws_url, None).await.unwrap_err()),
+        401
+    );
+    assert_eq!(
+        status_of(ws_connect(&app.ws_url, Some("bad")).await.unwrap_err()),
+        401
+    );
+    let mut req = app.ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("Bearer {}", app.admin_token)).unwrap(),
+    );
+    req.headers_mut()
+        .insert("Origin", HeaderValue::from_static("http://evil.example"));
+    assert_eq!(
+        status_of(tokio_tungstenite::connect_async(req).await.unwrap_err()),
+        403
+    );
+}
+
+#[tokio::test]
+async fn connection_limits_refuse_with_429() {
+    let app = spawn_with(|c| c.websocket.max_connections_per_user = 2).await;
+    let _a = app.ws(&app.admin_token).await;
+    let _b = app.ws(&app.admin_token).await;
+    assert_eq!(
+        status_of(
+            ws_connect(&app.ws_url, Some(&app.admin_token))
+                .await
+                .unwrap_err()
+        ),
+        429
+    );
+    let app = spawn_with(|c| c.websocket.max_connections = 1).await;
+    let _a = app.ws(&app.admin_token).await;
+    assert_eq!(
+        status_of(
+            ws_connect(&app.ws_url, Some(&app.admin_token))
+                .await
+                .unwrap_err()
+        ),
+        429
+    );
+}
+
+#[tokio::test]
+async fn hundred_pipelined_events_reply_in_order_with_seqno() {
+    let app = spawn_with(|c| c.websocket.rate_limit.burst = 500).await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    for i in 0..100 {
+        ws.feed(Message::Text(
+            json!({"event":"admin/addons/hgexample/testMessage","data":{"n":i},"seqno":i})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    }
+    ws.flush().await.unwrap();
+    for i in 0..100 {
+        let v = recv(&mut ws).await;
+        assert_eq!(v["event"], "admin/addons/hgexample/testMessage");
+        assert_eq!(v["seqno"], i);
+        assert_eq!(v["data"]["n"], i);
+        assert_eq!(v["code"], 0);
+    }
+}
+
+async fn failing(_ctx: EventContext, _data: Value) -> EventResult {
+    Err(EventError::failed("it went wrong"))
+}
+async fn panicking(_ctx: EventContext, _data: Value) -> EventResult {
+    panic!("boom")
+}
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct Typed {
+    count: u32,
+}
+async fn typed(_ctx: EventContext, data: Typed) -> EventResult {
+    Ok(json!({"count": data.count}).into())
+}
+async fn admin_only(_ctx: EventContext, _data: Value) -> EventResult {
+    Ok(Reply::ok())
+}
+
+#[tokio::test]
+async fn every_error_code_and_the_connection_lives_on() {
+    let app = spawn_full(
+        |c| {
+            c.websocket.rate_limit = switchboard::config::RateLimitConfig {
+                per_second: 1,
+                burst: 12,
+            }
+        },
+        |reg| {
+            reg.on("test/fail", failing);
+            reg.on("test/panic", panicking);
+            reg.on("test/typed", typed);
+            reg.on("test/admin", admin_only)
+                .role(switchboard_sdk::Role::Admin);
+        },
+    )
+    .await;
+    let (_, member) = app.user("m1", &["member"]).await;
+    let (mut ws, _) = app.ws(&member).await;
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    let v = recv(&mut ws).await;
+    assert_eq!(
+        (v["event"].as_str(), v["code"].as_i64()),
+        (Some("error"), Some(400))
+    );
+    send(&mut ws, json!({"data": 1, "seqno": 5})).await;
+    let v = recv(&mut ws).await;
+    assert_eq!(
+        (v["code"].as_i64(), v["seqno"].as_i64()),
+        (Some(400), Some(5))
+    );
+    assert_eq!(
+        request(&mut ws, "nope/nothing", Value::Null).await["code"],
+        404
+    );
+    let v = request(&mut ws, "test/fail", Value::Null).await;
+    assert_eq!(
+        (v["code"].as_i64(), v["errorMsg"].as_str()),
+        (Some(-1), Some("it went wrong"))
+    );
+    let v = request(&mut ws, "test/typed", json!({"count": "many"})).await;
+    assert_eq!(v["code"], 400);
+    assert!(
+        v["errorMsg"].as_str().unwrap().starts_with("data.count"),
+        "{v}"
+    );
+    assert_eq!(
+        request(&mut ws, "test/typed", json!({"count": 3})).await["data"]["count"],
+        3
+    );
+    assert_eq!(
+        request(&mut ws, "test/admin", Value::Null).await["code"],
+        403
+    );
+    let v = request(&mut ws, "test/panic", Value::Null).await;
+    assert_eq!(v["code"], 500);
+    assert_eq!(
+        request(&mut ws, "ping", Value::Null).await["code"],
+        0,
+        "alive after a panic"
+    );
+    // Empty frame: heartbeat, no reply.
+    ws.send(Message::Text("".into())).await.unwrap();
+    // Binary in, binary out.
+    ws.send(Message::Binary(
+        br#"{"event":"ping","seqno":"b"}"#.to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => {
+                let v: Value = serde_json::from_slice(&b).unwrap();
+                assert_eq!(v["seqno"], "b");
+                break;
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected binary, got {other:?}"),
+        }
+    }
+    // Burst exhausted → 429 replies.
+    let mut limited = false;
+    for _ in 0..20 {
+        if request(&mut ws, "ping", Value::Null).await["code"] == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited);
+}
+
+#[tokio::test]
+async fn join_quit_publish_and_exclude_self() {
+    let app = spawn_app().await;
+    let (mut a, ha) = app.ws(&app.admin_token).await;
+    let (mut b, _) = app.ws(&app.admin_token).await;
+    assert_eq!(
+        request(&mut a, "join", json!({"id": "room:1"})).await["data"],
+        json!(["room:1"])
+    );
+    assert_eq!(
+        request(&mut a, "join", json!({"id": "a-room"})).await["data"],
+        json!(["a-room", "room:1"])
+    );
+    assert_eq!(
+        request(&mut b, "join", json!({"id": "room:1"})).await["data"],
+        json!(["room:1"])
+    );
+    assert_eq!(
+        request(&mut a, "join", json!({"id": "bad tag"})).await["code"],
+        400
+    );
+    assert_eq!(
+        request(&mut a, "join", json!({"id": "sys:admins"})).await["code"],
+        403
+    );
+    assert_eq!(
+        request(&mut a, "join", json!({"nope": 1})).await["code"],
+        400
+    );
+    let v = request(
+        &mut a,
+        "publish",
+        json!({"tag": "room:1", "data": {"hi": 1}}),
+    )
+    .await;
+    assert_eq!(v["data"]["delivered"], 2);
+    let got = recv(&mut b).await;
+    assert_eq!(got["event"], "publish");
+    assert_eq!(got["data"]["tag"], "room:1");
+    assert_eq!(got["data"]["from"]["id"], ha["id"]);
+    assert_eq!(got["data"]["data"], json!({"hi": 1}));
+    // (a's own copy arrived before its reply; `request` skipped it.)
+    let v = request(
+        &mut a,
+        "publish",
+        json!({"tag": "room:1", "data": 2, "excludeSelf": true}),
+    )
+    .await;
+    assert_eq!(v["data"]["delivered"], 1);
+    assert_eq!(
+        request(&mut a, "publish", json!({"tag": "other", "data": 1})).await["code"],
+        403
+    );
+    assert_eq!(
+        request(&mut b, "quit", json!({"id": "room:1"})).await["data"],
+        json!([])
+    );
+    let app2 = spawn_with(|c| c.websocket.client_publish = false).await;
+    let (mut c, _) = app2.ws(&app2.admin_token).await;
+    request(&mut c, "join", json!({"id": "t"})).await;
+    assert_eq!(
+        request(&mut c, "publish", json!({"tag": "t", "data": 1})).await["code"],
+        403
+    );
+}
+
+#[tokio::test]
+async fn oversize_message_closes_with_1009() {
+    let app = spawn_with(|c| c.websocket.max_message_size = 1024).await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    let big = json!({"event": "ping", "data": "x".repeat(4096)}).to_string();
+    ws.send(Message::Text(big.into())).await.unwrap();
+    assert_eq!(close_code(&mut ws, Duration::from_secs(5)).await, 1009);
+}
+
+#[tokio::test]
+async fn a_silent_raw_client_is_closed_with_4009() {
+    let app = spawn_with(|c| {
+        c.websocket.ping_interval = Duration::from_millis(300);
+        c.websocket.idle_timeout = Duration::from_millis(800);
+    })
+    .await;
+    // A raw TCP client that completes the handshake, then never answers pings.
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /socket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.admin_token
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let mut seen = Vec::new();
+    // Read until the server closes; look for a close frame with code 4009 (0x0FA9).
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Ok(Err(_)) => break,
+        }
+        if seen
+            .windows(4)
+            .any(|w| w[0] == 0x88 && w[2] == 0x0f && w[3] == 0xa9)
+        {
+            break;
+        }
+    }
+    assert!(
+        seen.windows(4)
+            .any(|w| w[0] == 0x88 && w[2] == 0x0f && w[3] == 0xa9),
+        "close 4009 seen"
+    );
+    assert!(start.elapsed() < Duration::from_millis(800 + 300 + 1000));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_with_4008_and_others_still_get_pushes() {
+    let app = spawn_with(|c| {
+        c.websocket.send_queue_bytes = 64 * 1024;
+        c.websocket.write_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (slow, slow_hello) = app.ws(&app.admin_token).await;
+    let (_, member) = app.user("fast", &["member"]).await;
+    let (mut fast, _) = app.ws(&member).await;
+    let hub = app.state.ws.hub.clone();
+    let payload = json!({"blob": "y".repeat(16 * 1024)});
+    let slow_id = switchboard_sdk::ClientId::parse(slow_hello["id"].as_str().unwrap()).unwrap();
+    // Flood the slow client (it never reads) until the server gives up on it.
+    let mut cut = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        let n = hub
+            .send_to_client(
+                &slow_id,
+                switchboard_sdk::Push::new("flood", payload.clone()),
+            )
+            .await;
+        if app.state.ws.registry.get(&slow_id).is_none() {
+            cut = true;
+            break;
+        }
+        if n == 0 {
+            // Over the queue limit: the connection is closing; sends no longer wait or count.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(cut, "the slow client was removed");
+    let start = std::time::Instant::now();
+    let n = hub
+        .send_to_user(
+            switchboard_sdk::UserId(2),
+            switchboard_sdk::Push::new("hello", json!(1)),
+        )
+        .await;
+    assert_eq!(n, 1);
+    assert_eq!(recv(&mut fast).await["event"], "hello");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // The server recorded the close as 4008 (the slow client may or may not still get the
+    // close frame through its full buffers).
+    let metrics = app.state.ws.metrics.clone();
+    eventually(Duration::from_secs(5), || {
+        metrics.closes().iter().any(|(c, _)| *c == 4008)
+    })
+    .await;
+    drop(slow);
+}
+
+#[tokio::test]
+async fn a_thousand_abrupt_disconnects_leave_no_index_entries() {
+    let app = spawn_with(|c| c.websocket.max_connections_per_user = 0).await;
+    for i in 0..1000 {
+        let (mut ws, _) = app.ws(&app.admin_token).await;
+        if i % 2 == 0 {
+            request(&mut ws, "join", json!({"id": format!("churn{}", i % 7)})).await;
+        }
+        drop(ws); // no close handshake
+    }
+    let reg = app.state.ws.registry.clone();
+    eventually(Duration::from_secs(20), || reg.is_empty()).await;
+}
+
+#[tokio::test]
+async fn expired_token_closes_the_socket_with_4003() {
+    let app = spawn_with(|c| c.auth.token_ttl = Duration::from_secs(2)).await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    assert_eq!(close_code(&mut ws, Duration::from_secs(5)).await, 4003);
+}
+
+#[tokio::test]
+async fn logout_closes_that_tokens_sockets_with_4003() {
+    let app = spawn_app().await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    let (s, b) = app
+        .post("/api/auth/logout", &app.admin_token, json!({}))
+        .await;
+    assert_eq!((s, b["closed"].as_i64()), (200, Some(1)));
+    assert_eq!(close_code(&mut ws, Duration::from_secs(5)).await, 4003);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_sends_1001_to_every_socket() {
+    let app = spawn_app().await;
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        sockets.push(app.ws(&app.admin_token).await.0);
+    }
+    app.shutdown.cancel();
+    for ws in sockets.iter_mut() {
+        assert_eq!(close_code(ws, Duration::from_secs(5)).await, 1001);
+    }
+    let res = tokio::time::timeout(Duration::from_secs(6), app.handle).await;
+    assert!(res.is_ok(), "server exits within shutdown_timeout");
+}
+
+#[tokio::test]
+async fn anonymous_login_over_the_socket_then_a_send_reaches_it() {
+    let app = spawn_with(|c| c.auth.except_login.push("/socket".into())).await;
+    let (uid, _) = app.user("anon2user", &["member"]).await;
+    let mut ws = ws_connect(&app.ws_url, None).await.unwrap();
+    let hello = recv(&mut ws).await;
+    assert_eq!(hello["data"]["userId"], Value::Null);
+    // Anonymous clients appear in the online list and can be sent to by id.
+    let (_, page) = app.get("/api/websocket/online", &app.admin_token).await;
+    assert_eq!(page["total"], 1);
+    let v = request(
+        &mut ws,
+        "login",
+        json!({"username": "anon2user", "password": "wrong-pass"}),
+    )
+    .await;
+    assert_eq!(v["code"], 401);
+    let v = request(
+        &mut ws,
+        "login",
+        json!({"username": "anon2user", "password": "password-123"}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["data"]["user"]["id"], uid);
+    assert!(v["data"]["token"].is_string());
+    assert_eq!(
+        request(&mut ws, "login", json!({"token": "x"})).await["code"],
+        409
+    );
+    let (s, d) = app
+        .post(
+            "/api/websocket/send/toUser",
+            &app.admin_token,
+            json!({"userId": uid, "event": "notice", "data": {"t": 1}}),
+        )
+        .await;
+    assert_eq!((s, d["delivered"].as_i64()), (200, Some(1)));
+    let got = recv(&mut ws).await;
+    assert_eq!(got["event"], "notice");
+    assert_eq!(got["data"], json!({"t": 1}));
+    // A valid token on an exempt path still identifies the client.
+    let (_, hello) = app.ws(&app.admin_token).await;
+    assert_eq!(hello["userId"], 1);
+}
+
+#[tokio::test]
+async fn the_clock_tag_receives_pushes() {
+    let app = spawn_app().await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    request(&mut ws, "join", json!({"id": "hgexample:clock"})).await;
+    let v = recv_within(&mut ws, Duration::from_secs(8))
+        .await
+        .expect("a clock push");
+    assert_eq!(v["event"], "admin/addons/hgexample/clock");
+    assert!(v["data"]["unixMillis"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn hgexample_http_endpoint_pushes_to_a_user() {
+    let app = spawn_app().await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    let (s, d) = app
+        .post(
+            "/api/addons/hgexample/push",
+            &app.admin_token,
+            json!({"userId": 1, "data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!((s, d["delivered"].as_i64()), (200, Some(1)));
+    let v = recv(&mut ws).await;
+    assert_eq!(
+        (v["event"].as_str(), &v["data"]),
+        (Some("notice"), &json!({"x": 1}))
+    );
+    let (_, log) = app
+        .get("/api/addons/hgexample/pushes", &app.admin_token)
+        .await;
+    assert_eq!(log[0]["delivered"], 1);
+}
+
+#[test]
+fn reserved_or_duplicate_events_fail_start_up_clearly() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = base_config(dir.path());
+        let err = switchboard::Application::build_with_events(cfg, |reg| {
+            reg.on("admin/addons/hgexample/testMessage", admin_only);
+            reg.on("join", admin_only);
+        })
+        .await
+        .err()
+        .expect("start-up fails");
+        let msg = err.to_string();
+        assert!(msg.contains("registered twice"), "{msg}");
+        assert!(msg.contains("reserved"), "{msg}");
+    });
+}
