@@ -417,19 +417,19 @@ fn insert_path(dict: &mut figment::value::Dict, path: &[&str], value: figment::v
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum S {
-        S(String),
-        I(i64),
-        U(u64),
-        F(f64),
-        B(bool),
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Uint(u64),
+        Float(f64),
+        Bool(bool),
     }
-    Ok(match S::deserialize(d)? {
-        S::S(s) => s,
-        S::I(i) => i.to_string(),
-        S::U(u) => u.to_string(),
-        S::F(f) => f.to_string(),
-        S::B(b) => b.to_string(),
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Text(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Uint(u) => u.to_string(),
+        Scalar::Float(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
     })
 }
 

@@ -323,20 +323,18 @@ pub struct RouteBuilder<'a> {
 
 impl RouteBuilder<'_> {
     /// Requires a role (e.g. `Role::Operator`); others get 403.
-    pub fn role(self, role: Role) -> Self {
-        let route = self.route.map(|r| {
+    pub fn role(mut self, role: Role) -> Self {
+        if let Some(r) = self.route.as_deref_mut() {
             r.role = Some(role);
-            r
-        });
-        RouteBuilder { route }
+        }
+        self
     }
     /// Adds middleware that runs only for this event, after the global chain.
-    pub fn middleware(self, m: impl Middleware) -> Self {
-        let route = self.route.map(|r| {
+    pub fn middleware(mut self, m: impl Middleware) -> Self {
+        if let Some(r) = self.route.as_deref_mut() {
             r.middleware.push(Arc::new(m));
-            r
-        });
-        RouteBuilder { route }
+        }
+        self
     }
 }
 

@@ -216,6 +216,14 @@ where
 {
     let close_req = client.outbox().drain(batch);
     if !batch.is_empty() {
+        let frames = batch.len() as u64;
+        let bytes: usize = batch
+            .iter()
+            .map(|f| match f {
+                Outbound::Text(t) => t.len(),
+                Outbound::Binary(b) => b.len(),
+            })
+            .sum();
         let write = async {
             for frame in batch.drain(..) {
                 let msg = match frame {
@@ -231,6 +239,8 @@ where
             Ok(Err(_)) => return Ending::Gone,
             Ok(Ok(())) => {}
         }
+        state.metrics.messages_out.add(frames);
+        state.metrics.bytes_out.add(bytes as u64);
         batch.clear();
         if batch.capacity() > 256 {
             batch.shrink_to(16);

@@ -30,7 +30,7 @@ pub fn ws_config(state: &WsState) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
-fn header_str<'a>(req: &'a Request, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

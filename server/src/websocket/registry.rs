@@ -344,8 +344,6 @@ impl Registry {
                 self.metrics.queue_drops.inc();
             }
         }
-        self.metrics.messages_out.add(n as u64);
-        self.metrics.bytes_out.add((n * frame_len(frame)) as u64);
         n
     }
 
@@ -421,13 +419,6 @@ impl Registry {
         self.get(id)
             .map(|c| c.tags().into_iter().collect())
             .unwrap_or_default()
-    }
-}
-
-fn frame_len(f: &Outbound) -> usize {
-    match f {
-        Outbound::Text(t) => t.len(),
-        Outbound::Binary(b) => b.len(),
     }
 }
 
