@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-cargo test --workspace --all-targets
+cargo test --workspace
 
 if [ -f web/tests/run.sh ] && command -v node >/dev/null 2>&1; then
   if [ "${SWITCHBOARD_BROWSER_TESTS:-0}" = "1" ]; then

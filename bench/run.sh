@@ -8,6 +8,7 @@
 #
 # Options: --systems "switchboard node-ws"  --scenarios "echo-small storm"  --out DIR
 # Environment: SWITCHBOARD_BIN=path  use this server binary instead of building one
+#              SWITCHBOARD_BIN_PROFILE=release  how that binary was built, for the report
 #              BENCH_TARGET_DIR=dir  cargo target dir for the bench workspace (default bench/target)
 #              BENCH_NOTE=text       a line added to the report (e.g. what else ran on the machine)
 set -euo pipefail
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --systems) SYSTEMS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set/p' "$0" | grep '^#'; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -53,7 +54,7 @@ BIN="$TARGET_DIR/release"
 
 if [ -n "${SWITCHBOARD_BIN:-}" ]; then
   SB_BIN=$SWITCHBOARD_BIN
-  SB_PROFILE="given (SWITCHBOARD_BIN)"
+  SB_PROFILE=${SWITCHBOARD_BIN_PROFILE:-given by SWITCHBOARD_BIN}
 elif [[ " $SYSTEMS " == *" switchboard "* ]]; then
   # Quick runs are smoke checks: a debug build is enough (and usually already built by the tests).
   if [ $QUICK = 1 ]; then PROFILE_FLAG=""; PROFILE=debug; else PROFILE_FLAG="--release"; PROFILE=release; fi

@@ -20,7 +20,9 @@ const TABLES: &[&str] = &[
 ];
 
 async fn fresh(url: &str) {
-    let db = switchboard::db::connect(url).await.expect("database reachable");
+    let db = switchboard::db::connect(url)
+        .await
+        .expect("database reachable");
     for t in TABLES {
         db.execute_unprepared(&format!("DROP TABLE IF EXISTS {t}"))
             .await
@@ -31,24 +33,64 @@ async fn fresh(url: &str) {
 async fn auth_flow(url: String) {
     fresh(&url).await;
     let app = spawn_with(|c| c.database.url = url.clone()).await;
-    let (s, b) = app.post("/api/auth/login", "", json!({"username": "admin", "password": "wrong-pass"})).await;
+    let (s, b) = app
+        .post(
+            "/api/auth/login",
+            "",
+            json!({"username": "admin", "password": "wrong-pass"}),
+        )
+        .await;
     assert_eq!((s, b["code"].as_str()), (401, Some("invalid_credentials")));
     let (uid, tok) = app.user("dbuser", &["operator"]).await;
     assert_eq!(app.get("/api/websocket/stats", &tok).await.0, 200);
-    let (s, _) = app.post("/api/users", &app.admin_token, json!({"username": "dbuser", "password": "password-123", "roles": ["member"]})).await;
+    let (s, _) = app
+        .post(
+            "/api/users",
+            &app.admin_token,
+            json!({"username": "dbuser", "password": "password-123", "roles": ["member"]}),
+        )
+        .await;
     assert_eq!(s, 409, "unique username enforced by the database");
-    let (_, k) = app.post("/api/apikeys", &app.admin_token, json!({"name": "dbkey"})).await;
-    let r = app.http.get(app.url("/api/websocket/stats")).header("X-API-Key", k["key"].as_str().unwrap()).send().await.unwrap();
+    let (_, k) = app
+        .post("/api/apikeys", &app.admin_token, json!({"name": "dbkey"}))
+        .await;
+    let r = app
+        .http
+        .get(app.url("/api/websocket/stats"))
+        .header("X-API-Key", k["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = app.http.patch(app.url(&format!("/api/users/{uid}"))).bearer_auth(&app.admin_token)
-        .json(&json!({"password": "another-pass-1"})).send().await.unwrap();
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/users/{uid}")))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({"password": "another-pass-1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(app.get("/api/auth/me", &tok).await.0, 401, "password change revokes tokens");
+    assert_eq!(
+        app.get("/api/auth/me", &tok).await.0,
+        401,
+        "password change revokes tokens"
+    );
     let tok2 = login(&app.http, &app.base, "dbuser", "another-pass-1").await;
     let (s, _) = app.post("/api/auth/logout", &tok2, json!({})).await;
     assert_eq!(s, 200);
-    assert_eq!(app.get("/api/auth/me", &tok2).await.0, 401, "revocation stored");
-    let (s, _) = app.post("/api/addons/hgexample/push", &app.admin_token, json!({"userId": uid})).await;
+    assert_eq!(
+        app.get("/api/auth/me", &tok2).await.0,
+        401,
+        "revocation stored"
+    );
+    let (s, _) = app
+        .post(
+            "/api/addons/hgexample/push",
+            &app.admin_token,
+            json!({"userId": uid}),
+        )
+        .await;
     assert_eq!(s, 200, "addon table migrated");
     app.shutdown.cancel();
     let _ = app.handle.await;

@@ -134,6 +134,72 @@ async fn admin_only(_ctx: EventContext, _data: Value) -> EventResult {
     Ok(Reply::ok())
 }
 
+/// Counts calls per connection in the session store.
+async fn counter(ctx: EventContext, _data: Value) -> EventResult {
+    let n = ctx.session().get("n").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+    ctx.session().set("n", json!(n));
+    Ok(json!({"n": n}).into())
+}
+
+/// Aborts when data is "abort"; otherwise wraps the handler's reply (before/after).
+struct Guard;
+
+#[switchboard_sdk::async_trait]
+impl switchboard_sdk::event::Middleware for Guard {
+    async fn handle(
+        &self,
+        ctx: EventContext,
+        data: Value,
+        next: switchboard_sdk::event::Next<'_>,
+    ) -> EventResult {
+        if data == json!("abort") {
+            return Err(EventError::forbidden("aborted by middleware"));
+        }
+        ctx.session().set("before", json!(true));
+        match next.run(ctx, data).await? {
+            Reply::Data(v) => Ok(json!({"wrapped": v}).into()),
+            Reply::Silent => Ok(Reply::Silent),
+        }
+    }
+}
+
+#[tokio::test]
+async fn middleware_chain_and_session_store() {
+    let app = spawn_full(
+        |_| {},
+        |reg| {
+            reg.middleware(Guard);
+            reg.on("test/counter", counter);
+        },
+    )
+    .await;
+    let (mut a, _) = app.ws(&app.admin_token).await;
+    let (mut b, _) = app.ws(&app.admin_token).await;
+    assert_eq!(
+        request(&mut a, "test/counter", Value::Null).await["data"],
+        json!({"wrapped": {"n": 1}})
+    );
+    assert_eq!(
+        request(&mut a, "test/counter", Value::Null).await["data"],
+        json!({"wrapped": {"n": 2}})
+    );
+    assert_eq!(
+        request(&mut b, "test/counter", Value::Null).await["data"],
+        json!({"wrapped": {"n": 1}}),
+        "sessions are per connection"
+    );
+    let v = request(&mut a, "test/counter", json!("abort")).await;
+    assert_eq!(
+        (v["code"].as_i64(), v["errorMsg"].as_str()),
+        (Some(403), Some("aborted by middleware"))
+    );
+    assert_eq!(
+        request(&mut a, "test/counter", Value::Null).await["data"]["wrapped"]["n"],
+        3,
+        "abort skipped the handler"
+    );
+}
+
 #[tokio::test]
 async fn every_error_code_and_the_connection_lives_on() {
     let app = spawn_full(

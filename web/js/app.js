@@ -118,6 +118,7 @@ async function startSocket() {
     if (attempt > 0 && attempt % 3 === 1) app.api.me().catch(() => {});
   });
   socket.on('latency', () => notifyConn());
+  socket.on('tags', () => notifyConn());
   socket.on('*', (frame) => {
     const isReply = frame.seqno !== undefined && frame.seqno !== null;
     if (isReply || frame.event === 'connected' || frame.event === 'ping') return;
@@ -335,6 +336,7 @@ function buildShell() {
     themeButton.title = themeButton.getAttribute('aria-label');
   };
   updateThemeButton();
+  if (window.matchMedia) window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', updateThemeButton);
   const roles = (user.roles || []).join(', ');
   const header = h('header', { class: 'topbar' },
     navToggle,

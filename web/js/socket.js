@@ -38,7 +38,7 @@ export const SUBPROTOCOL = 'switchboard.v1';
 
 const OPEN = 1;
 const RESERVED_STATE_EVENTS = new Set([
-  'state', 'connecting', 'open', 'reconnecting', 'closed', 'latency', 'recovered',
+  'state', 'connecting', 'open', 'reconnecting', 'closed', 'latency', 'tags', 'recovered',
   'recoverfailed', 'error',
 ]);
 
@@ -130,6 +130,7 @@ export class SocketRequestError extends Error {
  * - `closed` `{code, reason, terminal, kickReason}`: the client has stopped; `terminal` is true
  *   for 4001/4003, after which the user must log in again (`kickReason` from the `kick` push);
  * - `latency` `{rtt}` after every heartbeat, in ms;
+ * - `tags` `{tags}` when the connection's tag list changed (join, quit, reconnect);
  * - `recovered` `{recovered, missed}` after a `recover` reply; `missed` lists the streams whose gap
  *   could not be filled (the server answered false), so the UI can ask the user to reload;
  * - `recoverfailed` `{error}` when the `recover` request itself failed;
@@ -330,7 +331,7 @@ export class SwitchboardSocket {
   async join(tag) {
     const reply = await this.request('join', { id: tag });
     this._tags.add(tag);
-    this._serverTags = Array.isArray(reply.data) ? reply.data : [];
+    this._setServerTags(reply.data);
     return this.tags;
   }
 
@@ -342,7 +343,7 @@ export class SwitchboardSocket {
   async quit(tag) {
     this._tags.delete(tag);
     const reply = await this.request('quit', { id: tag });
-    this._serverTags = Array.isArray(reply.data) ? reply.data : [];
+    this._setServerTags(reply.data);
     return this.tags;
   }
 
@@ -350,6 +351,13 @@ export class SwitchboardSocket {
 
   _resolve(value) {
     return typeof value === 'function' ? value() : value;
+  }
+
+  _setServerTags(list) {
+    const tags = Array.isArray(list) ? list.map(String) : [];
+    const same = tags.length === this._serverTags.length && tags.every((t, i) => t === this._serverTags[i]);
+    this._serverTags = tags;
+    if (!same) this._emit('tags', { tags: [...tags] });
   }
 
   _isOpen() {
@@ -451,7 +459,7 @@ export class SwitchboardSocket {
     const reconnected = this._connections > 0 || this._positions.size > 0;
     this._connections += 1;
     this._info = data;
-    this._serverTags = [];
+    this._setServerTags([]);
     // A first connection may start from the positions the server announces (issue 6: the
     // connection's own user stream); after a reconnect our own positions are what to recover from.
     if (!reconnected) this._seedPositions(data);
@@ -476,7 +484,7 @@ export class SwitchboardSocket {
     if (this._rejoinEnabled && this._tags.size > 0) {
       // Tag streams can only be recovered by a member of the tag, so re-join first.
       await Promise.allSettled([...this._tags].map((tag) => this.request('join', { id: tag }).then((reply) => {
-        if (Array.isArray(reply.data)) this._serverTags = reply.data;
+        this._setServerTags(reply.data);
       })));
     }
     if (!this._recoverEnabled || this._positions.size === 0 || ws !== this._ws) return;

@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn queues_until_the_byte_limit_then_closes_with_4008() {
-        let o = Outbox::new(1000);
+        let o = Outbox::new(900);
         assert_eq!(o.push(text(400)), PushOutcome::Queued);
         assert_eq!(o.push(text(400)), PushOutcome::Overflow);
         assert_eq!(o.push(text(1)), PushOutcome::Closed);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -224,6 +224,23 @@ impl Conn {
 
     pub async fn send(&mut self, text: String) -> anyhow::Result<()> {
         self.ws.send(Message::text(text)).await?;
+        Ok(())
+    }
+
+    /// The next application frame if one is already buffered or readable without waiting.
+    /// (tokio-tungstenite keeps its read state in the stream, so abandoning the poll loses nothing.)
+    pub fn try_recv(&mut self) -> Option<Option<Utf8Bytes>> {
+        self.recv().now_or_never()
+    }
+
+    /// Queues a frame without writing it out; `flush` sends everything queued in one write.
+    pub async fn feed(&mut self, text: String) -> anyhow::Result<()> {
+        self.ws.feed(Message::text(text)).await?;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.ws.flush().await?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 import { h, replace, field, setHint } from '../dom.js';
 import { pageHeader, card, button, errorBox } from './common.js';
-import { parseJsonInput, jsonKind, prettyJson, formatTime } from '../format.js';
+import { parseJsonInput, jsonKind, prettyJson, formatTime, toDate, compactJson } from '../format.js';
 
 const EVENT = 'admin/addons/hgexample/testMessage';
 const CLOCK_TAG = 'hgexample:clock';
@@ -100,9 +100,11 @@ export default {
       const fromClock = frame.stream === `tag:${CLOCK_TAG}` || (frame.event && frame.event.startsWith('admin/addons/hgexample') && watching());
       if (!fromClock) return;
       const d = frame.data;
-      const text = d && typeof d === 'object' ? (d.time ?? d.now ?? d.serverTime ?? d.timestamp ?? JSON.stringify(d)) : d;
-      clockValue.textContent = typeof text === 'number' ? formatTime(text) : String(text);
-      clockNote.textContent = `Last push ${formatTime(new Date())} (${frame.event}).`;
+      const time = d && typeof d === 'object' ? (d.unixMillis ?? d.time ?? d.now ?? d.serverTime ?? d.timestamp) : d;
+      const when = toDate(time);
+      clockValue.textContent = when ? formatTime(when) : compactJson(d, 60);
+      const from = d && typeof d === 'object' && d.node ? ` from node ${d.node}` : '';
+      clockNote.textContent = `Last push ${formatTime(new Date())}${from} (${frame.event}).`;
     });
     ctx.on('connected', renderClockButton);
   },

@@ -115,10 +115,10 @@ export default {
           h('td', null, h('code', null, String(c.id)), mine ? h('span', { class: 'badge badge-accent', title: 'This browser tab' }, 'you') : null),
           h('td', null, anonymous ? h('span', { class: 'muted' }, 'anonymous') : [h('span', null, c.username || '—'), h('span', { class: 'muted small' }, ` #${c.userId}`)]),
           h('td', null, c.ip || '—'),
-          h('td', { title: c.userAgent || '' }, device),
+          h('td', { class: 'wrap', title: c.userAgent || '' }, device),
           h('td', null, h('time', { datetime: isoTime(c.firstTime), title: isoTime(c.firstTime) }, formatTime(c.firstTime))),
           h('td', null, h('time', { datetime: isoTime(c.heartbeatTime), title: isoTime(c.heartbeatTime) }, formatAgo(c.heartbeatTime) || '—')),
-          h('td', null, tags.length ? h('span', { class: 'chips' }, tags.map((t) => h('span', { class: 'chip' }, t))) : h('span', { class: 'muted' }, '—')),
+          h('td', { class: 'wrap' }, tags.length ? h('span', { class: 'chips' }, tags.map((t) => h('span', { class: 'chip' }, t))) : h('span', { class: 'muted' }, '—')),
           h('td', null, c.node || '—'),
           h('td', { class: 'cell-actions' }, button('Kick', () => dialog.open(c, mine), { kind: 'danger', class: 'btn btn-danger btn-sm', 'data-testid': 'kick', 'aria-label': `Kick connection ${c.id}${c.username ? ` of ${c.username}` : ''}` })));
       }));

@@ -114,6 +114,7 @@ export default {
 
     renderMine();
     ctx.on('connected', () => { renderMine(); load(); });
+    ctx.on('tags', () => { renderMine(); renderTable(); });
     ctx.every(REFRESH_MS, () => { if (document.visibilityState !== 'hidden') load(); });
     load();
   },

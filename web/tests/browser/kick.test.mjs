@@ -84,3 +84,19 @@ test('kicking another user leaves me connected and removes them from the list', 
   assertNoPageErrors(admin);
   assertNoPageErrors(victim);
 });
+
+test('a token revoked elsewhere (close 4003) returns to login with an explanation', async () => {
+  const page = await newPage(browser.context);
+  await loginThroughForm(page, server, 'admin', server.adminPassword);
+  const token = await page.evaluate(() => window.switchboardPanel.session.token);
+  // Log this very token out through the API, as another tab or a script would.
+  const res = await server.http('POST', '/api/auth/logout', { token });
+  assert.ok(res.status >= 200 && res.status < 300, `logout answered ${res.status}`);
+  await page.waitForURL(/#\/login$/);
+  const flash = page.getByTestId('login-flash');
+  await flash.waitFor();
+  assert.equal(await flash.getAttribute('data-kind'), 'revoked');
+  assert.match(await flash.textContent(), /log in again/i);
+  assertNoPageErrors(page);
+  await page.close();
+});

@@ -20,7 +20,7 @@ export function serverBinary() {
     throw new Error('SWITCHBOARD_BIN is not set. The browser tests need a built server, e.g.\n'
       + '  cargo build --release && SWITCHBOARD_BIN=target/release/switchboard bash web/tests/run.sh');
   }
-  const resolved = path.resolve(REPO_ROOT, bin);
+  const resolved = path.resolve(bin); // relative to the current directory
   if (!fs.existsSync(resolved)) throw new Error(`SWITCHBOARD_BIN=${bin} does not exist (resolved to ${resolved})`);
   return resolved;
 }

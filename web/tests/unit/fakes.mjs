@@ -140,7 +140,7 @@ export async function makeSocket(options = {}) {
     ...options,
   });
   const events = [];
-  for (const name of ['state', 'connecting', 'open', 'reconnecting', 'closed', 'latency', 'recovered', 'recoverfailed', 'error']) {
+  for (const name of ['state', 'connecting', 'open', 'reconnecting', 'closed', 'latency', 'tags', 'recovered', 'recoverfailed', 'error']) {
     socket.on(name, (payload) => events.push({ name, ...payload }));
   }
   return { socket, clock, events };

@@ -158,7 +158,7 @@ describe('request()', () => {
   });
 
   test('join()/quit() keep the tag list the server reports', async () => {
-    const { socket, ws } = await connected();
+    const { socket, ws, events } = await connected();
     const j = socket.join('room-1');
     assert.deepEqual(ws.sent.at(-1).data, { id: 'room-1' });
     ws.reply('join', { data: ['room-1'] });
@@ -167,6 +167,17 @@ describe('request()', () => {
     const q = socket.quit('room-1');
     ws.reply('quit', { data: [] });
     assert.deepEqual(await q, []);
+    assert.deepEqual(events.filter((e) => e.name === 'tags').map((e) => e.tags), [['room-1'], []], 'a tags event per change');
+    socket.close();
+  });
+
+  test('a frame named like a client event (tags) reaches * but not the client event', async () => {
+    const { socket, ws, events } = await connected();
+    const frames = [];
+    socket.on('*', (f) => frames.push(f.event));
+    ws.push({ event: 'tags', data: ['spoof'], code: 0 });
+    assert.deepEqual(frames, ['tags'], '* still sees the frame');
+    assert.equal(events.filter((e) => e.name === 'tags').length, 0);
     socket.close();
   });
 });

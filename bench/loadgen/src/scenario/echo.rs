@@ -65,50 +65,77 @@ pub async fn run(ctx: &Ctx, args: &EchoArgs) -> anyhow::Result<Value> {
                 for _ in 0..inflight {
                     seq += 1;
                     pending.push((seq, Instant::now()));
-                    if conn.send(target.echo_frame(seq, &payload)).await.is_err() {
+                    if conn.feed(target.echo_frame(seq, &payload)).await.is_err() {
                         return;
                     }
                 }
-                while let Some(reply) = conn.recv().await {
-                    let got = find_u64(&reply, "\"s\":");
-                    let sent = match pending.iter().position(|&(s, _)| Some(s) == got) {
-                        Some(at) => {
-                            if at != 0 {
-                                shared.reordered.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Some(pending.remove(at).1)
-                        }
-                        None => {
-                            // Not a well-formed answer (an error reply, say). It still ends one
-                            // request: the one its seqno names, else the oldest.
-                            shared.mismatched.fetch_add(1, Ordering::Relaxed);
-                            shared.first_mismatch.lock().unwrap().get_or_insert_with(|| reply.as_str().chars().take(300).collect());
-                            let seqno = find_u64(&reply, "\"seqno\":");
-                            let at = pending.iter().position(|&(s, _)| Some(s) == seqno).unwrap_or(0);
-                            if at < pending.len() {
-                                pending.remove(at);
-                            }
-                            None
-                        }
-                    };
-                    match shared.phase.load(Ordering::Relaxed) {
-                        MEASURE => {
-                            if let Some(sent) = sent {
-                                shared.latency.record(i, sent.elapsed());
-                                shared.measured.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        STOP => {
-                            if pending.is_empty() {
+                if conn.flush().await.is_err() {
+                    return;
+                }
+                // Replies that have already arrived are handled together and their successors
+                // written with one flush: the load generator shares two cores with the server and
+                // must not spend them on a syscall per message.
+                let mut batch = Vec::with_capacity(inflight);
+                'conn: while let Some(first) = conn.recv().await {
+                    batch.clear();
+                    batch.push(first);
+                    let mut closed = false;
+                    while batch.len() < inflight {
+                        match conn.try_recv() {
+                            Some(Some(reply)) => batch.push(reply),
+                            Some(None) => {
+                                closed = true;
                                 break;
                             }
-                            continue;
+                            None => break,
                         }
-                        _ => {}
                     }
-                    seq += 1;
-                    pending.push((seq, Instant::now()));
-                    if conn.send(target.echo_frame(seq, &payload)).await.is_err() {
+                    let mut to_send = 0;
+                    for reply in &batch {
+                        let got = find_u64(reply, "\"s\":");
+                        let sent = match pending.iter().position(|&(s, _)| Some(s) == got) {
+                            Some(at) => {
+                                if at != 0 {
+                                    shared.reordered.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Some(pending.remove(at).1)
+                            }
+                            None => {
+                                // Not a well-formed answer (an error reply, say). It still ends one
+                                // request: the one its seqno names, else the oldest.
+                                shared.mismatched.fetch_add(1, Ordering::Relaxed);
+                                shared.first_mismatch.lock().unwrap().get_or_insert_with(|| reply.as_str().chars().take(300).collect());
+                                let seqno = find_u64(reply, "\"seqno\":");
+                                let at = pending.iter().position(|&(s, _)| Some(s) == seqno).unwrap_or(0);
+                                if at < pending.len() {
+                                    pending.remove(at);
+                                }
+                                None
+                            }
+                        };
+                        match shared.phase.load(Ordering::Relaxed) {
+                            MEASURE => {
+                                if let Some(sent) = sent {
+                                    shared.latency.record(i, sent.elapsed());
+                                    shared.measured.fetch_add(1, Ordering::Relaxed);
+                                }
+                                to_send += 1;
+                            }
+                            STOP => {}
+                            _ => to_send += 1,
+                        }
+                    }
+                    if closed || (shared.phase.load(Ordering::Relaxed) == STOP && pending.is_empty()) {
+                        break 'conn;
+                    }
+                    for _ in 0..to_send {
+                        seq += 1;
+                        pending.push((seq, Instant::now()));
+                        if conn.feed(target.echo_frame(seq, &payload)).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    if to_send > 0 && conn.flush().await.is_err() {
                         break;
                     }
                 }
