@@ -367,10 +367,12 @@ function renderConnStatus() {
   if (!app.shell) return;
   const state = app.conn.state;
   const { conn, connText, connId } = app.shell;
-  conn.dataset.state = state;
-  connText.textContent = STATE_TEXT[state] || state;
-  const id = app.socket && app.socket.clientId;
-  connId.textContent = id ? String(id) : '';
+  // Only touch what changed: the pill is a live region, and rewriting it re-announces it.
+  if (conn.dataset.state !== state) conn.dataset.state = state;
+  const text = STATE_TEXT[state] || state;
+  if (connText.textContent !== text) connText.textContent = text;
+  const id = app.socket && app.socket.clientId ? String(app.socket.clientId) : '';
+  if (connId.textContent !== id) connId.textContent = id;
   connId.hidden = !id;
 }
 

@@ -25,7 +25,8 @@ function ensureRegion() {
  *   `timeout` 0 keeps it until dismissed.
  */
 export function showToast({ title, message, kind = 'info', timeout, event }) {
-  const el = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', 'data-testid': 'toast', dataset: event ? { event } : {} },
+  // No role on the toast itself: the region around it is the (single) live region.
+  const el = h('div', { class: `toast toast-${kind}`, 'data-testid': 'toast', dataset: event ? { event } : {} },
     h('div', { class: 'toast-body' },
       title ? h('p', { class: 'toast-title' }, title) : null,
       message ? h('p', { class: 'toast-message' }, message) : null),

@@ -26,7 +26,7 @@ export default {
       h('caption', { class: 'sr-only' }, 'All tags with their member counts'),
       h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Tag'), h('th', { scope: 'col', class: 'num' }, 'Members'), h('th', { scope: 'col' }, 'This tab'))),
       tbody);
-    const status = h('p', { class: 'muted small', role: 'status' });
+    const status = h('p', { class: 'muted small' });
     const errorSlot = h('div');
     let rows = [];
 

@@ -40,6 +40,12 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Servers still running when this process exits (a crashed test file) are killed, never orphaned.
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export class TestServer {
   /**
    * Start a server and wait until GET /healthz answers 200.
@@ -103,7 +109,11 @@ export class TestServer {
     const child = spawn(this.bin, [], { cwd: REPO_ROOT, env, stdio: ['ignore', log, log] });
     fs.closeSync(log);
     this.child = child;
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    running.add(child);
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    }));
     this.exited.then(() => { if (this.child === child) this.child = null; });
   }
 
