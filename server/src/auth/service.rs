@@ -310,7 +310,12 @@ impl AuthService {
 
     /// Creates `admin` if no user exists. Returns the generated password, if one was made.
     pub async fn ensure_admin(&self) -> Result<Option<String>, AuthError> {
-        if user::Entity::find().count(&self.db).await? > 0 {
+        // Another admin (e.g. made with `switchboard user create` first) means setup is done.
+        let admins = user::Entity::find()
+            .filter(user::Column::Roles.contains("admin"))
+            .count(&self.db)
+            .await?;
+        if admins > 0 {
             return Ok(None);
         }
         let (pw, generated) = if self.cfg.admin_password.is_empty() {
