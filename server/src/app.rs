@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
 use crate::web::WebFiles;
+use crate::websocket::history::MemoryHistory;
 use crate::websocket::registry::Limits;
 use crate::websocket::{LocalHub, Registry, WsState};
 
@@ -139,7 +140,17 @@ impl Application {
             },
             metrics.clone(),
         ));
-        let hub: Arc<dyn Hub> = Arc::new(LocalHub::new(registry.clone(), metrics.clone()));
+        let history = Arc::new(MemoryHistory::new(
+            cfg.history.size,
+            cfg.history.ttl,
+            cfg.history.max_bytes,
+        ));
+        let local = Arc::new(LocalHub::new(
+            registry.clone(),
+            history.clone(),
+            metrics.clone(),
+        ));
+        let hub: Arc<dyn Hub> = local.clone();
 
         let addons = Addons::default();
         let mut events = EventRegistry::new();
@@ -161,6 +172,7 @@ impl Application {
             cfg: cfg.websocket.clone(),
             registry: registry.clone(),
             hub: hub.clone(),
+            local: local.clone(),
             router: Arc::new(router),
             auth: auth.clone(),
             metrics: metrics.clone(),
@@ -188,6 +200,20 @@ impl Application {
         ));
         let spec = api.spec();
         addons.start(&addon_ctx);
+
+        // Expire stream history.
+        {
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(10));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => history.sweep(),
+                    }
+                }
+            });
+        }
 
         // Prune expired revocations hourly.
         {

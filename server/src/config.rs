@@ -220,6 +220,9 @@ pub struct HistoryConfig {
     /// How long they are kept.
     #[serde(with = "duration_str")]
     pub ttl: Duration,
+    /// Memory for all streams' history on this node; least recently used streams shed first.
+    #[serde(with = "size_str")]
+    pub max_bytes: usize,
 }
 
 impl Default for HistoryConfig {
@@ -227,6 +230,7 @@ impl Default for HistoryConfig {
         HistoryConfig {
             size: 100,
             ttl: Duration::from_secs(300),
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }

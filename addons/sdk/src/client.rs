@@ -118,6 +118,7 @@ pub struct Client {
     tags: Mutex<BTreeSet<Tag>>,
     outbox: Outbox,
     session: Session,
+    marks: Mutex<Vec<(Arc<str>, u64)>>,
 }
 
 impl fmt::Debug for Client {
@@ -146,7 +147,35 @@ impl Client {
             tags: Mutex::new(BTreeSet::new()),
             outbox: Outbox::new(send_queue_bytes),
             session: Session::default(),
+            marks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records the offset a stream had when this connection started receiving it live.
+    /// Only the server's hub calls this, under the stream's lock.
+    #[doc(hidden)]
+    pub fn set_stream_mark(&self, stream: &str, offset: u64) {
+        let mut m = self.marks.lock();
+        match m.iter_mut().find(|(s, _)| &**s == stream) {
+            Some(e) => e.1 = offset,
+            None => m.push((Arc::from(stream), offset)),
+        }
+    }
+
+    /// The offset recorded by [`Client::set_stream_mark`].
+    #[doc(hidden)]
+    pub fn stream_mark(&self, stream: &str) -> Option<u64> {
+        self.marks
+            .lock()
+            .iter()
+            .find(|(s, _)| &**s == stream)
+            .map(|e| e.1)
+    }
+
+    /// Forgets a stream mark (after leaving a tag or changing user).
+    #[doc(hidden)]
+    pub fn clear_stream_mark(&self, stream: &str) {
+        self.marks.lock().retain(|(s, _)| &**s != stream);
     }
 
     /// The connection id.
@@ -212,6 +241,11 @@ impl Client {
     /// Queues an already-serialised frame. Returns whether it was queued.
     pub fn send_frame(&self, frame: Outbound) -> bool {
         self.outbox.push(frame) == PushOutcome::Queued
+    }
+
+    /// Queues a stream push (held while the connection recovers). Returns whether it was queued.
+    pub fn send_stream_frame(&self, frame: Outbound) -> bool {
+        self.outbox.push_stream(frame) == PushOutcome::Queued
     }
 
     /// Queues an envelope, as text or (for replies to binary requests) binary.

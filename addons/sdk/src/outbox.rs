@@ -61,6 +61,8 @@ struct State {
     queue: VecDeque<Outbound>,
     bytes: usize,
     closing: Option<CloseRequest>,
+    /// While a reconnecting client recovers, live stream pushes wait here (counted in `bytes`).
+    held: Option<VecDeque<Outbound>>,
 }
 
 /// The bounded queue. Locks are held only for a push or a drain, never across an await.
@@ -82,6 +84,42 @@ impl Outbox {
 
     /// Queues a frame without waiting.
     pub fn push(&self, frame: Outbound) -> PushOutcome {
+        self.push_inner(frame, false)
+    }
+
+    /// Queues a stream push; while streams are held (see [`Outbox::hold`]) it waits in the
+    /// hold buffer, under the same byte limit.
+    pub fn push_stream(&self, frame: Outbound) -> PushOutcome {
+        self.push_inner(frame, true)
+    }
+
+    /// Starts holding stream pushes (a reconnecting client about to `recover`).
+    pub fn hold(&self) {
+        let mut st = self.state.lock();
+        if st.held.is_none() {
+            st.held = Some(VecDeque::new());
+        }
+    }
+
+    /// Whether stream pushes are being held.
+    pub fn is_holding(&self) -> bool {
+        self.state.lock().held.is_some()
+    }
+
+    /// Stops holding: held pushes join the queue, in arrival order.
+    pub fn release(&self) {
+        let mut st = self.state.lock();
+        if let Some(held) = st.held.take() {
+            let any = !held.is_empty();
+            st.queue.extend(held);
+            drop(st);
+            if any {
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    fn push_inner(&self, frame: Outbound, stream: bool) -> PushOutcome {
         let cost = frame.len() + FRAME_OVERHEAD;
         let mut st = self.state.lock();
         if st.closing.is_some() {
@@ -94,12 +132,19 @@ impl Outbox {
                 flush: false,
             });
             st.queue.clear();
+            st.held = None;
             st.bytes = 0;
             drop(st);
             self.notify.notify_one();
             return PushOutcome::Overflow;
         }
         st.bytes += cost;
+        if stream {
+            if let Some(held) = st.held.as_mut() {
+                held.push_back(frame);
+                return PushOutcome::Queued;
+            }
+        }
         st.queue.push_back(frame);
         drop(st);
         self.notify.notify_one();
@@ -114,6 +159,7 @@ impl Outbox {
         }
         if !req.flush {
             st.queue.clear();
+            st.held = None;
             st.bytes = 0;
         }
         st.closing = Some(req);
@@ -131,7 +177,11 @@ impl Outbox {
     pub fn drain(&self, out: &mut Vec<Outbound>) -> Option<CloseRequest> {
         let mut st = self.state.lock();
         out.extend(st.queue.drain(..));
-        st.bytes = 0;
+        st.bytes = st
+            .held
+            .as_ref()
+            .map(|h| h.iter().map(|f| f.len() + FRAME_OVERHEAD).sum())
+            .unwrap_or(0);
         if st.queue.capacity() > 64 {
             st.queue.shrink_to(8);
         }
@@ -170,6 +220,22 @@ mod tests {
             out.is_empty(),
             "an overflowing queue is dropped, not flushed"
         );
+    }
+
+    #[test]
+    fn held_stream_pushes_wait_behind_later_replies() {
+        let o = Outbox::new(10_000);
+        o.hold();
+        assert_eq!(o.push_stream(text(1)), PushOutcome::Queued);
+        assert_eq!(o.push(text(2)), PushOutcome::Queued);
+        let mut out = Vec::new();
+        o.drain(&mut out);
+        assert_eq!(out.len(), 1, "only the reply");
+        assert!(o.queued_bytes() > 0, "held bytes still count");
+        o.release();
+        o.drain(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(!o.is_holding());
     }
 
     #[test]

@@ -488,7 +488,7 @@ impl WebSocketApi {
         let tag = parse_tag(&body.tag)?;
         let mut changed = 0;
         for c in self.targets(&body.client_id, body.user_id)? {
-            match self.0.ws.registry.join(c.id(), tag.clone()) {
+            match self.0.ws.local.join(c.id(), tag.clone()) {
                 Ok(_) => changed += 1,
                 Err(crate::websocket::registry::TagChangeError::NoClient) => {}
                 Err(e) => return Err(ApiError::conflict(e.to_string())),
@@ -510,7 +510,7 @@ impl WebSocketApi {
         let mut changed = 0;
         for c in self.targets(&body.client_id, body.user_id)? {
             let had = c.tags_mut().contains(&tag);
-            if had && self.0.ws.registry.quit(c.id(), &tag).is_ok() {
+            if had && self.0.ws.local.quit(c.id(), &tag).is_ok() {
                 changed += 1;
             }
         }

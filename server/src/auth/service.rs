@@ -323,7 +323,15 @@ impl AuthService {
         } else {
             (self.cfg.admin_password.clone(), false)
         };
-        self.create_user("admin", &pw, &[Role::Admin]).await?;
+        self.create_user("admin", &pw, &[Role::Admin])
+            .await
+            .map_err(|e| match e {
+                AuthError::Invalid { message, .. } => AuthError::Invalid {
+                    field: "auth.admin_password",
+                    message,
+                },
+                other => other,
+            })?;
         Ok(generated.then_some(pw))
     }
 

@@ -1,5 +1,4 @@
-//! Built-in events: `ping`, `join`, `quit`, `publish`, `login`. (`recover` arrives with the
-//! delivery-history work and is answered 404 until then.)
+//! Built-in events: `ping`, `join`, `quit`, `publish`, `login`, `recover`.
 
 use std::sync::Arc;
 
@@ -14,7 +13,10 @@ use super::registry::{LimitError, TagChangeError};
 
 /// Whether `event` is handled here.
 pub fn is_builtin(event: &str) -> bool {
-    matches!(event, "ping" | "join" | "quit" | "publish" | "login")
+    matches!(
+        event,
+        "ping" | "join" | "quit" | "publish" | "login" | "recover"
+    )
 }
 
 #[derive(Deserialize)]
@@ -78,7 +80,7 @@ pub async fn handle(
                 ));
             }
             state
-                .registry
+                .local
                 .join(client.id(), tag)
                 .map(tag_list)
                 .map_err(tag_change_error)
@@ -92,7 +94,7 @@ pub async fn handle(
                 ));
             }
             state
-                .registry
+                .local
                 .quit(client.id(), &tag)
                 .map(tag_list)
                 .map_err(tag_change_error)
@@ -120,10 +122,14 @@ pub async fn handle(
             });
             let push = Push::new("publish", payload);
             let except = arg.exclude_self.then(|| client.id());
-            let delivered = state.registry.push_tag(&tag, &push, None, except);
+            let delivered = state.local.publish_tag(&tag, &push, except);
             Ok(json!({ "delivered": delivered }))
         }
         "login" => login(state, client, data, client_ip).await,
+        "recover" => {
+            let req: super::hub::RecoverRequest = bind(data)?;
+            state.local.recover(client, req)
+        }
         _ => Err(EventError::not_found(format!("unknown event `{event}`"))),
     }
 }
@@ -178,7 +184,7 @@ async fn login(
         }
     };
     state
-        .registry
+        .local
         .set_identity(client, identity)
         .map_err(|e: LimitError| EventError::new(code::RATE_LIMITED, e.to_string()))?;
     Ok(json!({

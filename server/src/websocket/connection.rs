@@ -27,6 +27,8 @@ use super::ratelimit::TokenBucket;
 
 /// How long to wait for the peer's close frame after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Longest stream pushes are held for a client that announced `?recover=1` but never recovers.
+const HOLD_LIMIT: Duration = Duration::from_secs(5);
 
 /// What ended the connection.
 enum Ending {
@@ -45,15 +47,6 @@ where
 {
     state.metrics.connects.inc();
     let ip = client.info().ip.clone();
-    let greeting = json!({
-        "id": client.id().as_str(),
-        "userId": client.user_id().map(|u| u.0),
-        "username": client.username(),
-        "node": &*state.registry.node().clone(),
-        "pingInterval": state.cfg.ping_interval.as_secs_f64(),
-        "idleTimeout": state.cfg.idle_timeout.as_secs_f64(),
-    });
-    client.send_success("connected", &greeting);
 
     let ending = serve(&state, &client, &mut ws, &ip).await;
     // Leave every index before the close handshake, so sends stop counting this socket.
@@ -90,6 +83,21 @@ where
     state.metrics.closed(code);
 }
 
+/// The `connected` greeting: who the connection is, liveness settings, and where its streams
+/// stand (`{"all": {offset, epoch}, "user:<id>": {…}}`) so a first connection can recover from
+/// there later.
+pub fn greeting(state: &WsState, client: &Client, streams: Value) -> Value {
+    json!({
+        "id": client.id().as_str(),
+        "userId": client.user_id().map(|u| u.0),
+        "username": client.username(),
+        "node": &**state.registry.node(),
+        "pingInterval": state.cfg.ping_interval.as_secs_f64(),
+        "idleTimeout": state.cfg.idle_timeout.as_secs_f64(),
+        "streams": streams,
+    })
+}
+
 fn token_expiry(client: &Client) -> Option<Instant> {
     let identity = client.identity()?;
     let Credential::Token { expires_at, .. } = identity.credential else {
@@ -116,6 +124,11 @@ where
     let mut last_seen = Instant::now();
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let mut expiry = token_expiry(client).unwrap_or(far);
+    let mut hold_deadline = if client.outbox().is_holding() {
+        Instant::now() + HOLD_LIMIT
+    } else {
+        far
+    };
 
     loop {
         tokio::select! {
@@ -191,6 +204,10 @@ where
                     return Ending::Close(close::IDLE_TIMEOUT, "idle timeout".into());
                 }
                 idle_deadline = deadline;
+            }
+            _ = sleep_until(hold_deadline) => {
+                hold_deadline = far;
+                client.outbox().release();
             }
             _ = sleep_until(expiry) => {
                 return Ending::Close(close::TOKEN_REVOKED, "token expired".into());
@@ -301,6 +318,10 @@ async fn handle_frame(
             return;
         }
     };
+    if req.event != "recover" {
+        // Any other request means the client is not recovering (first): stop holding.
+        client.outbox().release();
+    }
     if !bucket.try_take() {
         state.metrics.rate_limited.inc();
         reply(

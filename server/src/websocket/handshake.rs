@@ -110,6 +110,12 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
             );
         }
     };
+    // `?recover=1`: the client will send `recover` first; hold its stream pushes until then
+    // so replayed and live pushes arrive in offset order.
+    let will_recover = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "recover=1" || p == "recover=true")
+    });
     let offered_ours = header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
     let user_agent = header_str(&req, header::USER_AGENT)
         .unwrap_or_default()
@@ -135,6 +141,9 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         identity,
         state.cfg.send_queue_bytes,
     ));
+    if will_recover {
+        client.outbox().hold();
+    }
     let config = ws_config(&state);
     let task_state = state.clone();
     state.tasks.spawn(async move {
@@ -147,7 +156,13 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
             connection_echo(task_state, ws).await;
             return;
         }
-        task_state.registry.register(client.clone(), reservation);
+        let greeting_state = task_state.clone();
+        let greeting_client = client.clone();
+        task_state
+            .local
+            .register(client.clone(), reservation, move |streams| {
+                connection::greeting(&greeting_state, &greeting_client, streams)
+            });
         connection::run(task_state, client, ws).await;
     });
     let mut resp = Response::builder()

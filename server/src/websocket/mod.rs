@@ -3,6 +3,7 @@
 pub mod builtins;
 pub mod connection;
 pub mod handshake;
+pub mod history;
 pub mod hub;
 pub mod ratelimit;
 pub mod registry;
@@ -31,6 +32,8 @@ pub struct WsState {
     pub registry: Arc<Registry>,
     /// The send functions.
     pub hub: Arc<dyn Hub>,
+    /// The node-local hub: streams, membership, recovery.
+    pub local: Arc<LocalHub>,
     /// Addon events.
     pub router: Arc<EventRouter>,
     /// Auth (socket `login`, revocation checks).

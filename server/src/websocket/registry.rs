@@ -335,10 +335,20 @@ impl Registry {
             && idx.per_user.is_empty()
     }
 
-    fn deliver<'a>(&self, frame: &Outbound, to: impl Iterator<Item = &'a Arc<Client>>) -> usize {
+    fn deliver<'a>(
+        &self,
+        frame: &Outbound,
+        stream: bool,
+        to: impl Iterator<Item = &'a Arc<Client>>,
+    ) -> usize {
         let mut n = 0;
         for c in to {
-            if c.send_frame(frame.clone()) {
+            let queued = if stream {
+                c.send_stream_frame(frame.clone())
+            } else {
+                c.send_frame(frame.clone())
+            };
+            if queued {
                 n += 1;
             } else if c.outbox().is_closing() {
                 self.metrics.queue_drops.inc();
@@ -347,43 +357,34 @@ impl Registry {
         n
     }
 
-    /// Pushes to every local connection.
-    pub fn push_all(&self, push: &Push, pos: Option<&StreamPosition>) -> usize {
-        let frame = encode(push, pos);
+    /// Queues a ready frame to every local connection.
+    pub fn deliver_all(&self, frame: &Outbound) -> usize {
         let idx = self.idx.read();
-        self.deliver(&frame, idx.clients.values())
+        self.deliver(frame, true, idx.clients.values())
     }
 
-    /// Pushes to one local connection.
-    pub fn push_client(&self, id: &ClientId, push: &Push) -> usize {
-        let frame = encode(push, None);
+    /// Queues a ready frame to one local connection.
+    pub fn deliver_client(&self, id: &ClientId, frame: &Outbound) -> usize {
         let idx = self.idx.read();
-        self.deliver(&frame, idx.clients.get(id).into_iter())
+        self.deliver(frame, false, idx.clients.get(id).into_iter())
     }
 
-    /// Pushes to a user's local connections.
-    pub fn push_user(&self, user: UserId, push: &Push, pos: Option<&StreamPosition>) -> usize {
-        let frame = encode(push, pos);
+    /// Queues a ready frame to a user's local connections.
+    pub fn deliver_user(&self, user: UserId, frame: &Outbound) -> usize {
         let idx = self.idx.read();
         match idx.users.get(&user) {
-            Some(list) => self.deliver(&frame, list.iter()),
+            Some(list) => self.deliver(frame, true, list.iter()),
             None => 0,
         }
     }
 
-    /// Pushes to a tag's local members, optionally skipping one connection.
-    pub fn push_tag(
-        &self,
-        tag: &Tag,
-        push: &Push,
-        pos: Option<&StreamPosition>,
-        except: Option<&ClientId>,
-    ) -> usize {
-        let frame = encode(push, pos);
+    /// Queues a ready frame to a tag's local members, optionally skipping one connection.
+    pub fn deliver_tag(&self, tag: &Tag, frame: &Outbound, except: Option<&ClientId>) -> usize {
         let idx = self.idx.read();
         match idx.tags.get(tag) {
             Some(members) => self.deliver(
-                &frame,
+                frame,
+                true,
                 members
                     .iter()
                     .filter(|(id, _)| Some(*id) != except)
@@ -391,6 +392,21 @@ impl Registry {
             ),
             None => 0,
         }
+    }
+
+    /// Pushes to every local connection (no stream position).
+    pub fn push_all(&self, push: &Push, pos: Option<&StreamPosition>) -> usize {
+        self.deliver_all(&encode(push, pos))
+    }
+
+    /// Pushes to one local connection.
+    pub fn push_client(&self, id: &ClientId, push: &Push) -> usize {
+        self.deliver_client(id, &encode(push, None))
+    }
+
+    /// Pushes to a user's local connections.
+    pub fn push_user(&self, user: UserId, push: &Push, pos: Option<&StreamPosition>) -> usize {
+        self.deliver_user(user, &encode(push, pos))
     }
 
     /// Closes a user's connections with `code` (e.g. 4003 after revocation). Returns how many.
