@@ -393,6 +393,16 @@ export class SwitchboardSocket {
     }
   }
 
+  /**
+   * The socket URL; when reconnecting with stream positions to recover, `recover=1` asks the
+   * server to hold live stream pushes until our `recover` so they arrive after the replay.
+   */
+  _connectUrl() {
+    const url = this._resolve(this._url);
+    if (!this._recoverEnabled || this._positions.size === 0) return url;
+    return url + (url.includes('?') ? '&' : '?') + 'recover=1';
+  }
+
   _open() {
     this._cancelReconnect();
     const first = this._connections === 0;
@@ -402,7 +412,7 @@ export class SwitchboardSocket {
     const protocols = token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL];
     let ws;
     try {
-      ws = new this._WebSocket(this._resolve(this._url), protocols);
+      ws = new this._WebSocket(this._connectUrl(), protocols);
     } catch (error) {
       this._emit('error', { error });
       this._scheduleReconnect(CloseCode.ABNORMAL, String(error && error.message));

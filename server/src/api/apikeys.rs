@@ -12,6 +12,7 @@ use super::{ApiTags, AppState};
 
 /// Create a key.
 #[derive(Object)]
+#[oai(example)]
 pub struct CreateKey {
     /// 1–64 characters of letters, digits, `_ . @ -`.
     pub name: String,
@@ -97,5 +98,13 @@ impl ApiKeysApi {
         auth.require(Role::Admin)?;
         self.0.auth.delete_api_key(id.0).await?;
         Ok(Deleted::Ok)
+    }
+}
+
+impl poem_openapi::types::Example for CreateKey {
+    fn example() -> Self {
+        CreateKey {
+            name: "billing-service".into(),
+        }
     }
 }

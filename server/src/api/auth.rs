@@ -15,6 +15,7 @@ use crate::net;
 
 /// Login request.
 #[derive(Object)]
+#[oai(example)]
 pub struct LoginRequest {
     /// Username.
     #[oai(validator(max_length = 64))]
@@ -164,5 +165,14 @@ impl AuthApi {
     #[oai(path = "/me", method = "get")]
     async fn me(&self, auth: ApiAuth) -> Json<MeResponse> {
         Json(me_of(auth.identity()))
+    }
+}
+
+impl poem_openapi::types::Example for LoginRequest {
+    fn example() -> Self {
+        LoginRequest {
+            username: "admin".into(),
+            password: "the-admin-password".into(),
+        }
     }
 }

@@ -39,6 +39,7 @@ impl From<UserState> for UserOut {
 
 /// Create a user.
 #[derive(Object)]
+#[oai(example)]
 pub struct CreateUser {
     /// 1–64 characters of letters, digits, `_ . @ -`.
     pub username: String,
@@ -50,6 +51,7 @@ pub struct CreateUser {
 
 /// Change a user; absent fields stay.
 #[derive(Object)]
+#[oai(example)]
 pub struct PatchUser {
     /// New roles.
     pub roles: Option<Vec<String>>,
@@ -160,5 +162,25 @@ impl UsersApi {
             .registry
             .close_user(UserId(id.0), close::TOKEN_REVOKED, "user deleted");
         Ok(Deleted::Ok)
+    }
+}
+
+impl poem_openapi::types::Example for CreateUser {
+    fn example() -> Self {
+        CreateUser {
+            username: "alice".into(),
+            password: "correct horse battery".into(),
+            roles: vec!["operator".into()],
+        }
+    }
+}
+
+impl poem_openapi::types::Example for PatchUser {
+    fn example() -> Self {
+        PatchUser {
+            roles: Some(vec!["member".into()]),
+            password: None,
+            enabled: Some(true),
+        }
     }
 }

@@ -50,6 +50,7 @@ impl Example for SendAll {
 
 /// Send to one connection.
 #[derive(Object)]
+#[oai(example)]
 pub struct SendClient {
     /// The connection id (from `connected` or the online list).
     #[oai(rename = "clientId")]
@@ -85,6 +86,7 @@ impl Example for SendUser {
 
 /// Send to every member of a tag.
 #[derive(Object)]
+#[oai(example)]
 pub struct SendTag {
     /// Tag name.
     pub tag: String,
@@ -160,6 +162,7 @@ pub struct OnlinePage {
 
 /// Kick by connection or by user.
 #[derive(Object)]
+#[oai(example)]
 pub struct KickRequest {
     /// One connection.
     #[oai(rename = "clientId")]
@@ -183,6 +186,7 @@ pub struct KickResult {
 
 /// Server-side tag membership.
 #[derive(Object)]
+#[oai(example)]
 pub struct TagMembership {
     /// One connection.
     #[oai(rename = "clientId")]
@@ -570,3 +574,44 @@ fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// Kicks are closes with 4001; exported for the sdk-level constant check.
 pub const KICK_CODE: u16 = close::KICKED;
+
+impl poem_openapi::types::Example for SendClient {
+    fn example() -> Self {
+        SendClient {
+            client_id: "k3f9x2.17".into(),
+            event: "notice".into(),
+            data: Some(serde_json::json!({"text": "just for this tab"})),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for SendTag {
+    fn example() -> Self {
+        SendTag {
+            tag: "room:42".into(),
+            event: "notice".into(),
+            data: Some(serde_json::json!({"text": "hello room"})),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for KickRequest {
+    fn example() -> Self {
+        KickRequest {
+            client_id: None,
+            user_id: Some(42),
+            reason: Some("account under review".into()),
+            revoke: Some(true),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for TagMembership {
+    fn example() -> Self {
+        TagMembership {
+            client_id: None,
+            user_id: Some(42),
+            tag: "sys:vip".into(),
+        }
+    }
+}

@@ -318,8 +318,9 @@ async fn handle_frame(
             return;
         }
     };
-    if req.event != "recover" {
-        // Any other request means the client is not recovering (first): stop holding.
+    if !matches!(req.event.as_str(), "recover" | "join" | "quit" | "ping") {
+        // Clients re-join tags (and may ping) before recovering; anything else means they are
+        // not recovering first, so stop holding their stream pushes.
         client.outbox().release();
     }
     if !bucket.try_take() {

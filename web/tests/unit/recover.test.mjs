@@ -92,6 +92,18 @@ describe('recover after a reconnect', () => {
     socket.close();
   });
 
+  test('reconnects with recover=1 only when there is something to recover', async () => {
+    const { socket, clock, events } = await makeSocket();
+    socket.connect();
+    const first = FakeWebSocket.last;
+    assert.equal(first.url, 'ws://switchboard.test/socket', 'nothing to recover yet');
+    first.accept();
+    first.push(push('user:42', 1, 'e1'));
+    const ws = await reconnect(clock, events);
+    assert.equal(ws.url, 'ws://switchboard.test/socket?recover=1', 'the server holds live pushes until recover');
+    socket.close();
+  });
+
   test('sends every known stream with its last offset and epoch', async () => {
     const { socket, clock, events } = await makeSocket();
     socket.connect();
