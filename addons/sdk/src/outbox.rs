@@ -139,11 +139,9 @@ impl Outbox {
             return PushOutcome::Overflow;
         }
         st.bytes += cost;
-        if stream {
-            if let Some(held) = st.held.as_mut() {
-                held.push_back(frame);
-                return PushOutcome::Queued;
-            }
+        if stream && let Some(held) = st.held.as_mut() {
+            held.push_back(frame);
+            return PushOutcome::Queued;
         }
         st.queue.push_back(frame);
         drop(st);
