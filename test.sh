@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Database and browser suites run when their prerequisites are present:
 #   SWITCHBOARD_TEST_POSTGRES_URL / SWITCHBOARD_TEST_MYSQL_URL  → PostgreSQL / MariaDB tests
+#   SWITCHBOARD_TEST_REDIS_URL                                   → cluster tests (also start private
+#                                                                  redis-server instances)
 #   SWITCHBOARD_BROWSER_TESTS=1                                  → web panel tests in Chromium
 # Unset, those tests report themselves skipped and the rest still runs.
 set -euo pipefail

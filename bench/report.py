@@ -215,6 +215,13 @@ def step_at(r, rate):
     return None
 
 
+def common_rate(a, b):
+    """The highest rate at which both runs received every delivery."""
+    done = lambda r: {st["rate_per_s"] for st in (r or {}).get("steps", []) if st["expected_deliveries"] and st["lost"] == 0}
+    both = done(a) & done(b)
+    return max(both) if both else None
+
+
 def targets_table(runs):
     """Issue 8's targets, checked against this run."""
     t = Table(["target", "measured", "met"])
@@ -236,18 +243,22 @@ def targets_table(runs):
             if mine and theirs:
                 add(f"{sc}: msgs/s {text}", f"{mine / theirs:.2f}×", mine >= factor * theirs)
     for sc in ("fanout-all", "fanout-tag"):
-        mine, _ = fanout_best(sb(sc))
+        # CPU per delivery falls as the rate rises (fixed costs spread thinner), so compare at the
+        # highest rate both systems completed with every delivery received.
         for peer, factor, text in (("bare-tungstenite", 1.1, "≤ 1.1× bare-tungstenite"), ("node-ws", 0.85, "≤ 0.85× node-ws")):
-            theirs, _ = fanout_best(res(runs, peer, sc))
-            if mine and theirs and theirs["server_cpu_us_per_delivery"]:
+            common = common_rate(sb(sc), res(runs, peer, sc))
+            if common is None:
+                continue
+            mine, theirs = step_at(sb(sc), common), step_at(res(runs, peer, sc), common)
+            if theirs["server_cpu_us_per_delivery"]:
                 r = mine["server_cpu_us_per_delivery"] / theirs["server_cpu_us_per_delivery"]
-                add(f"{sc}: CPU per delivery {text}", f"{r:.2f}×", r <= factor)
-    bare_best, bare_ok = fanout_best(res(runs, "bare-tungstenite", "fanout-all"))
-    if bare_best and bare_ok:
-        mine = step_at(sb("fanout-all"), bare_best["rate_per_s"])
-        if mine and dig(mine, "delivery_latency", "p99_us") and dig(bare_best, "delivery_latency", "p99_us"):
-            r = mine["delivery_latency"]["p99_us"] / bare_best["delivery_latency"]["p99_us"]
-            add(f"fanout-all: p99 within 1.2× bare-tungstenite's (at {bare_best['rate_per_s']:g}/s)", f"{r:.2f}×", r <= 1.2)
+                add(f"{sc}: CPU per delivery {text} (at {common:g}/s)", f"{r:.2f}×", r <= factor)
+    common = common_rate(sb("fanout-all"), res(runs, "bare-tungstenite", "fanout-all"))
+    if common is not None:
+        mine, theirs = step_at(sb("fanout-all"), common), step_at(res(runs, "bare-tungstenite", "fanout-all"), common)
+        if dig(mine, "delivery_latency", "p99_us") and dig(theirs, "delivery_latency", "p99_us"):
+            r = mine["delivery_latency"]["p99_us"] / theirs["delivery_latency"]["p99_us"]
+            add(f"fanout-all: p99 delivery latency within 1.2× bare-tungstenite's (at {common:g}/s)", f"{r:.2f}×", r <= 1.2)
     mine, _ = fanout_best(sb("fanout-all"))
     theirs, _ = fanout_best(res(runs, "socketio-node", "fanout-all"))
     if mine and theirs and theirs["deliveries_per_s"]:
@@ -392,8 +403,8 @@ def charts(runs, out_dir):
         ("Idle: RSS per connection", "KiB", collect("idle", lambda r: r["rss_per_connection_bytes"] / 1024)),
         ("Idle: CPU per connection-second", "µs", collect("idle", lambda r: r["cpu_us_per_connection_second"])),
         ("Echo 16 B: CPU per message", "µs", collect("echo-small", lambda r: r["server_cpu_us_per_msg"])),
-        ("Broadcast to all: CPU per delivery", "µs", collect("fanout-all", best("server_cpu_us_per_delivery"))),
-        ("Broadcast to a tag: CPU per delivery", "µs", collect("fanout-tag", best("server_cpu_us_per_delivery"))),
+        ("Broadcast to all: CPU per delivery (each system at its best rate)", "µs", collect("fanout-all", best("server_cpu_us_per_delivery"))),
+        ("Broadcast to a tag: CPU per delivery (each system at its best rate)", "µs", collect("fanout-tag", best("server_cpu_us_per_delivery"))),
     ]))
     return made
 
@@ -441,7 +452,9 @@ def report(runs, meta, made):
         ("Echo, 16-byte payload", "echo-small", echo_table(runs, "echo-small"), "Pipelined requests through each system's event path; a reply ends a round trip.", ["latency-echo-small.svg"]),
         ("Echo, 4 KiB payload", "echo-4k", echo_table(runs, "echo-4k"), "", ["latency-echo-4k.svg"]),
         ("Fan-out to all", "fanout-all", fanout_table(runs, "fanout-all"), "Broadcasts through `POST /api/websocket/send/toAll` at rising rates; latency from the send call to each receipt. "
-         "The best rate is the highest whose p99 stayed under the limit with nothing lost.", ["latency-fanout-all.svg"]),
+         "The best rate is the highest whose p99 stayed under the limit with nothing lost. "
+         "At 10,000 recipients the latency includes the load generator reading 10,000 sockets on the same two cores, "
+         "and CPU time is counted in 10 ms ticks: compare systems at the same rate (\"Every rate\").", ["latency-fanout-all.svg"]),
         ("Fan-out to a tag", "fanout-tag", fanout_table(runs, "fanout-tag"), "Broadcasts through `POST /api/websocket/send/toTag` to the tag's members while every connection is online.", ["latency-fanout-tag.svg"]),
         ("Connect storm", "storm", storm_table(runs), "Authenticated connects (Switchboard: bearer token, counted at its `connected` frame) as fast as accepted.", ["latency-storm.svg"]),
         ("toUser API under load", "api", api_table(runs), "Concurrent keep-alive clients calling `POST /api/websocket/send/toUser` back to back; each user has several devices online.", ["latency-api.svg"]),
@@ -461,6 +474,9 @@ def report(runs, meta, made):
     targets = targets_table(runs)
     if targets.rows:
         lines += ["## Issue 8's targets", "", "Ratios are Switchboard ÷ the peer, from this run.", "", targets.md(), ""]
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "OPTIMISATIONS.md")
+    if os.path.exists(notes):
+        lines += [open(notes).read().strip(), ""]
     lines += ["## Charts", ""]
     for pic in ("throughput.svg", "cost.svg"):
         if pic in made:

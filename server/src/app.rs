@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::Data;
 use poem::{Endpoint, EndpointExt, Request, Response, Route, Server, get, handler};
 use poem_openapi::OpenApiService;
@@ -24,6 +24,7 @@ use crate::api::users::UsersApi;
 use crate::api::websocket::WebSocketApi;
 use crate::auth::service::load_or_create_secret;
 use crate::auth::{AuthMiddleware, AuthService, ExemptList};
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
@@ -91,18 +92,25 @@ fn healthz() -> Response {
 
 #[handler]
 async fn readyz(state: Data<&Arc<AppState>>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => Response::builder()
-            .content_type("application/json")
-            .body(r#"{"status":"ready","database":"ok"}"#),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
-            Response::builder()
-                .status(StatusCode::SERVICE_UNAVAILABLE)
-                .content_type("application/json")
-                .body(r#"{"status":"not ready","database":"unavailable"}"#)
-        }
-    }
+    let db_ok = state.db.ping().await.is_ok();
+    let redis = match &state.ws.cluster {
+        None => None,
+        Some(c) => Some(c.ping().await && c.is_ready()),
+    };
+    let ready = db_ok && redis != Some(false);
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": if db_ok { "ok" } else { "unavailable" },
+        "redis": match redis { None => "not configured", Some(true) => "ok", Some(false) => "unavailable" },
+    });
+    Response::builder()
+        .status(if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        })
+        .content_type("application/json")
+        .body(body.to_string())
 }
 
 #[handler]
@@ -150,7 +158,34 @@ impl Application {
             history.clone(),
             metrics.clone(),
         ));
-        let hub: Arc<dyn Hub> = local.clone();
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let cluster = if cfg.cluster.redis_url.is_empty() {
+            None
+        } else {
+            let settings = ClusterSettings {
+                redis_url: cfg.cluster.redis_url.clone(),
+                prefix: cfg.cluster.prefix.clone(),
+                node: node.clone(),
+                history_size: cfg.history.size,
+                history_ttl: cfg.history.ttl,
+            };
+            let c = Cluster::start(
+                settings,
+                local.clone(),
+                auth.clone(),
+                shutdown.clone(),
+                &tasks,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?;
+            tracing::info!(node = %node, "cluster mode on Redis");
+            Some(c)
+        };
+        let hub: Arc<dyn Hub> = match &cluster {
+            Some(c) => c.clone(),
+            None => local.clone(),
+        };
 
         let addons = Addons::default();
         let mut events = EventRegistry::new();
@@ -166,8 +201,6 @@ impl Application {
         exempt_entries.extend(addons.exempt_paths());
         let exempt = ExemptList::new(exempt_entries);
 
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
         let ws = Arc::new(WsState {
             cfg: cfg.websocket.clone(),
             registry: registry.clone(),
@@ -180,6 +213,7 @@ impl Application {
             tasks: tasks.clone(),
             proxies: TrustedProxies::new(&cfg.server.trusted_proxies),
             socket_exempt: exempt.matches(&cfg.websocket.path),
+            cluster: cluster.clone(),
         });
         let state = Arc::new(AppState {
             cfg: cfg.clone(),
@@ -306,9 +340,7 @@ impl Application {
             .map_to_response()
             .boxed();
 
-        let acceptor = TcpListener::bind(cfg.server.address.clone())
-            .into_acceptor()
-            .await?;
+        let acceptor = TcpAcceptor::from_tokio(bind_listener(&cfg.server.address)?)?;
         let addr = acceptor
             .local_addr()
             .first()
@@ -376,6 +408,20 @@ impl Application {
         served?;
         Ok(())
     }
+}
+
+/// Binds with a deep accept backlog: the default of 128 overflows under a connect storm
+/// (handshakes then wait for SYN retransmits, ~1 s each).
+fn bind_listener(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = address.parse()?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(4096)?)
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -236,13 +236,25 @@ impl Default for HistoryConfig {
 }
 
 /// `[cluster]`.
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Redis URL; empty = single node.
     pub redis_url: String,
     /// This node's id; empty = `<hostname>-<pid>`.
     pub node_id: String,
+    /// Prefix of every Redis key and channel (several deployments may share one Redis).
+    pub prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            node_id: String::new(),
+            prefix: "switchboard".into(),
+        }
+    }
 }
 
 /// `[web]`.

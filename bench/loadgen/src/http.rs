@@ -26,15 +26,30 @@ impl Response {
 
 impl HttpClient {
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr, stream: None, buf: Vec::with_capacity(4096) }
+        Self {
+            addr,
+            stream: None,
+            buf: Vec::with_capacity(4096),
+        }
     }
 
-    pub async fn post(&mut self, path: &str, bearer: Option<&str>, body: &[u8]) -> anyhow::Result<Response> {
+    pub async fn post(
+        &mut self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
         self.request("POST", path, bearer, body).await
     }
 
     /// One retry on a fresh connection when a kept-alive one turns out to be closed.
-    async fn request(&mut self, method: &str, path: &str, bearer: Option<&str>, body: &[u8]) -> anyhow::Result<Response> {
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
         let reused = self.stream.is_some();
         match self.try_request(method, path, bearer, body).await {
             Ok(r) => Ok(r),
@@ -46,14 +61,22 @@ impl HttpClient {
         }
     }
 
-    async fn try_request(&mut self, method: &str, path: &str, bearer: Option<&str>, body: &[u8]) -> anyhow::Result<Response> {
+    async fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
         if self.stream.is_none() {
             let s = TcpStream::connect(self.addr).await.context("connect")?;
             s.set_nodelay(true)?;
             self.stream = Some(s);
             self.buf.clear();
         }
-        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let auth = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.addr,
@@ -78,12 +101,22 @@ impl HttpClient {
             }
             fill(stream, buf).await?;
         };
-        let head = std::str::from_utf8(&buf[..head_end]).context("response head")?.to_ascii_lowercase();
-        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("status line")?;
+        let head = std::str::from_utf8(&buf[..head_end])
+            .context("response head")?
+            .to_ascii_lowercase();
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("status line")?;
         let header = |name: &str| {
-            head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_owned()))
+            head.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .map(|v| v.trim_start_matches(':').trim().to_owned())
+            })
         };
-        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let body = if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok())
+        {
             while buf.len() < head_end + len {
                 fill(stream, buf).await?;
             }
@@ -112,7 +145,12 @@ async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Resu
             }
             fill(stream, buf).await?;
         };
-        let size_text = std::str::from_utf8(&buf[..line_end])?.split(';').next().unwrap_or("").trim().to_owned();
+        let size_text = std::str::from_utf8(&buf[..line_end])?
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
         let size = usize::from_str_radix(&size_text, 16).context("chunk size")?;
         while buf.len() < line_end + 2 + size + 2 {
             fill(stream, buf).await?;

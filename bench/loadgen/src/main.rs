@@ -65,16 +65,31 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let fd_limit = net::raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads.max(1)).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async {
         let sources = net::Sources::new(cli.addr, cli.sources);
-        let target = Target::new(cli.target, cli.addr, &cli.username, &cli.password, sources).await?;
-        let ctx = Ctx { target: Arc::new(target), pid: cli.pid };
+        let target =
+            Target::new(cli.target, cli.addr, &cli.username, &cli.password, sources).await?;
+        let ctx = Ctx {
+            target: Arc::new(target),
+            pid: cli.pid,
+        };
         let (name, params, result) = match &cli.scenario {
             Scenario::Idle(a) => ("idle", format!("{a:?}"), scenario::idle::run(&ctx, a).await),
             Scenario::Echo(a) => ("echo", format!("{a:?}"), scenario::echo::run(&ctx, a).await),
-            Scenario::Fanout(a) => ("fanout", format!("{a:?}"), scenario::fanout::run(&ctx, a).await),
-            Scenario::Storm(a) => ("storm", format!("{a:?}"), scenario::storm::run(&ctx, a).await),
+            Scenario::Fanout(a) => (
+                "fanout",
+                format!("{a:?}"),
+                scenario::fanout::run(&ctx, a).await,
+            ),
+            Scenario::Storm(a) => (
+                "storm",
+                format!("{a:?}"),
+                scenario::storm::run(&ctx, a).await,
+            ),
             Scenario::Api(a) => ("api", format!("{a:?}"), scenario::api::run(&ctx, a).await),
         };
         let (result, error) = match result {

@@ -12,14 +12,17 @@ use tokio::net::{TcpSocket, TcpStream};
 pub fn raise_fd_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 0;
         }
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur as u64
+        lim.rlim_cur
     }
 }
 
@@ -32,15 +35,24 @@ pub struct Sources {
 impl Sources {
     pub fn new(target: SocketAddr, count: usize) -> Self {
         let addrs = if target.ip().is_loopback() && target.is_ipv4() {
-            (0..count).map(|i| Ipv4Addr::new(127, 0, 0, 2 + i as u8)).collect()
+            (0..count)
+                .map(|i| Ipv4Addr::new(127, 0, 0, 2 + i as u8))
+                .collect()
         } else {
             Vec::new()
         };
-        Self { addrs, next: AtomicUsize::new(0) }
+        Self {
+            addrs,
+            next: AtomicUsize::new(0),
+        }
     }
 
     pub async fn connect(&self, target: SocketAddr) -> std::io::Result<TcpStream> {
-        let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         if !self.addrs.is_empty() {
             let i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len();
             bind_address_no_port(&socket);

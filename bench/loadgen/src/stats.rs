@@ -23,18 +23,26 @@ fn histogram() -> Histogram<u64> {
 
 impl Default for Recorder {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect() }
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+        }
     }
 }
 
 impl Recorder {
     pub fn record(&self, shard: usize, latency: Duration) {
         let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
-        self.shards[shard % SHARDS].lock().unwrap().saturating_record(micros);
+        self.shards[shard % SHARDS]
+            .lock()
+            .unwrap()
+            .saturating_record(micros);
     }
 
     pub fn record_micros(&self, shard: usize, micros: u64) {
-        self.shards[shard % SHARDS].lock().unwrap().saturating_record(micros.clamp(1, MAX_MICROS));
+        self.shards[shard % SHARDS]
+            .lock()
+            .unwrap()
+            .saturating_record(micros.clamp(1, MAX_MICROS));
     }
 
     /// Merges and empties the shards.
@@ -54,10 +62,12 @@ pub fn summary(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
         return json!({"count": 0});
     }
-    let curve: Vec<Value> = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0]
-        .iter()
-        .map(|&p| json!([p, h.value_at_percentile(p)]))
-        .collect();
+    let curve: Vec<Value> = [
+        0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+    ]
+    .iter()
+    .map(|&p| json!([p, h.value_at_percentile(p)]))
+    .collect();
     json!({
         "count": h.len(),
         "min_us": h.min(),
@@ -71,7 +81,9 @@ pub fn summary(h: &Histogram<u64>) -> Value {
 }
 
 pub fn unix_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// What the server and the load generator spent between two points of a run.
@@ -84,7 +96,12 @@ pub struct Meter {
 
 impl Meter {
     pub fn start(pid: u32) -> Self {
-        Self { pid, server: procfs::sample(pid), client: procfs::sample_self(), at: std::time::Instant::now() }
+        Self {
+            pid,
+            server: procfs::sample(pid),
+            client: procfs::sample_self(),
+            at: std::time::Instant::now(),
+        }
     }
 
     pub fn stop(&self) -> Usage {
@@ -128,5 +145,9 @@ pub fn secs(d: Duration) -> f64 {
 }
 
 pub fn ratio(a: f64, b: f64) -> f64 {
-    if b == 0.0 { 0.0 } else { (a / b * 1e3).round() / 1e3 }
+    if b == 0.0 {
+        0.0
+    } else {
+        (a / b * 1e3).round() / 1e3
+    }
 }

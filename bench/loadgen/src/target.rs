@@ -82,10 +82,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Target {
     /// For Switchboard, logs in as `username` (an admin) whose token then signs every HTTP send.
-    pub async fn new(kind: Kind, addr: SocketAddr, username: &str, password: &str, sources: Sources) -> anyhow::Result<Self> {
-        let mut target = Self { addr, wire: kind.wire(), admin: None, password: password.to_owned(), sources };
+    pub async fn new(
+        kind: Kind,
+        addr: SocketAddr,
+        username: &str,
+        password: &str,
+        sources: Sources,
+    ) -> anyhow::Result<Self> {
+        let mut target = Self {
+            addr,
+            wire: kind.wire(),
+            admin: None,
+            password: password.to_owned(),
+            sources,
+        };
         if target.wire == Wire::Switchboard {
-            target.admin = Some(target.login(username, password).await.context("admin login")?);
+            target.admin = Some(
+                target
+                    .login(username, password)
+                    .await
+                    .context("admin login")?,
+            );
         }
         Ok(target)
     }
@@ -96,22 +113,36 @@ impl Target {
 
     /// The identity of connections that no scenario addresses by user.
     pub fn default_user(&self) -> User {
-        self.admin.clone().unwrap_or(User { id: json!("0"), token: None })
+        self.admin.clone().unwrap_or(User {
+            id: json!("0"),
+            token: None,
+        })
     }
 
     /// `n` distinct users. Switchboard's are created through its API (members) and logged in.
     pub async fn users(&self, n: usize) -> anyhow::Result<Vec<User>> {
         if self.wire != Wire::Switchboard {
-            return Ok((1..=n).map(|i| User { id: json!(i.to_string()), token: None }).collect());
+            return Ok((1..=n)
+                .map(|i| User {
+                    id: json!(i.to_string()),
+                    token: None,
+                })
+                .collect());
         }
         let mut http = HttpClient::new(self.addr);
         let mut users = Vec::with_capacity(n);
         for i in 1..=n {
             let name = format!("bench-u{i}");
             let body = json!({"username": name, "password": self.password, "roles": ["member"]});
-            let resp = http.post("/api/users", self.bearer(), body.to_string().as_bytes()).await?;
+            let resp = http
+                .post("/api/users", self.bearer(), body.to_string().as_bytes())
+                .await?;
             if resp.status != 201 && resp.status != 409 {
-                bail!("POST /api/users answered {}: {}", resp.status, String::from_utf8_lossy(&resp.body));
+                bail!(
+                    "POST /api/users answered {}: {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                );
             }
             users.push(self.login(&name, &self.password).await?);
         }
@@ -120,54 +151,92 @@ impl Target {
 
     async fn login(&self, username: &str, password: &str) -> anyhow::Result<User> {
         let body = json!({"username": username, "password": password}).to_string();
-        let resp = HttpClient::new(self.addr).post("/api/auth/login", None, body.as_bytes()).await?;
+        let resp = HttpClient::new(self.addr)
+            .post("/api/auth/login", None, body.as_bytes())
+            .await?;
         let v = resp.json();
         let token = v["token"].as_str().with_context(|| {
-            format!("login {username} answered {}: {}", resp.status, String::from_utf8_lossy(&resp.body))
+            format!(
+                "login {username} answered {}: {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            )
         })?;
-        Ok(User { id: v["user"]["id"].clone(), token: Some(token.to_owned()) })
+        Ok(User {
+            id: v["user"]["id"].clone(),
+            token: Some(token.to_owned()),
+        })
     }
 
     /// Opens a connection as `user` and completes the protocol's own handshake, so that when this
     /// returns the server has registered the connection and will deliver to it.
     pub async fn connect(&self, user: &User) -> anyhow::Result<Conn> {
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(user)).await.context("connect timed out")?
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(user))
+            .await
+            .context("connect timed out")?
     }
 
     async fn connect_inner(&self, user: &User) -> anyhow::Result<Conn> {
-        let uid = user.id.as_str().map(str::to_owned).unwrap_or_else(|| user.id.to_string());
+        let uid = user
+            .id
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| user.id.to_string());
         let url = match self.wire {
             Wire::Switchboard => format!("ws://{}/socket", self.addr),
             Wire::Plain => format!("ws://{}/socket?user={uid}", self.addr),
-            Wire::SocketIo => format!("ws://{}/socket.io/?EIO=4&transport=websocket&user={uid}", self.addr),
+            Wire::SocketIo => format!(
+                "ws://{}/socket.io/?EIO=4&transport=websocket&user={uid}",
+                self.addr
+            ),
         };
         let mut request = url.into_client_request()?;
         if let Some(token) = &user.token {
-            request.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
+            request
+                .headers_mut()
+                .insert("Authorization", format!("Bearer {token}").parse()?);
         }
-        let tcp = self.sources.connect(self.addr).await.context("tcp connect")?;
+        let tcp = self
+            .sources
+            .connect(self.addr)
+            .await
+            .context("tcp connect")?;
         // Small buffers: 10,000 client connections must fit beside the server.
-        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
             .await
             .context("websocket handshake")?;
-        let mut conn = Conn { ws, wire: self.wire };
+        let mut conn = Conn {
+            ws,
+            wire: self.wire,
+        };
         match self.wire {
             Wire::Plain => {}
             Wire::Switchboard => {
                 let first = conn.recv().await.context("closed before `connected`")?;
                 if !first.contains("\"connected\"") {
-                    bail!("first frame is not `connected`: {}", &first[..first.len().min(200)]);
+                    bail!(
+                        "first frame is not `connected`: {}",
+                        &first[..first.len().min(200)]
+                    );
                 }
             }
             Wire::SocketIo => {
-                let open = conn.recv().await.context("closed before the Engine.IO open packet")?;
+                let open = conn
+                    .recv()
+                    .await
+                    .context("closed before the Engine.IO open packet")?;
                 if !open.starts_with('0') {
                     bail!("expected an Engine.IO open packet, got {open}");
                 }
                 conn.send("40".into()).await?;
                 loop {
-                    let ack = conn.recv().await.context("closed before the namespace connect")?;
+                    let ack = conn
+                        .recv()
+                        .await
+                        .context("closed before the namespace connect")?;
                     if ack.starts_with("40") {
                         break;
                     }
@@ -184,7 +253,9 @@ impl Target {
     pub fn echo_frame(&self, seq: u64, payload: &str) -> String {
         match self.wire {
             Wire::SocketIo => format!("42[\"echo\",{{\"s\":{seq},\"p\":\"{payload}\"}}]"),
-            _ => format!("{{\"event\":\"{ECHO_EVENT}\",\"data\":{{\"s\":{seq},\"p\":\"{payload}\"}},\"seqno\":{seq}}}"),
+            _ => format!(
+                "{{\"event\":\"{ECHO_EVENT}\",\"data\":{{\"s\":{seq},\"p\":\"{payload}\"}},\"seqno\":{seq}}}"
+            ),
         }
     }
 
@@ -263,8 +334,17 @@ mod tests {
 
     #[test]
     fn finds_numbers_in_any_envelope() {
-        assert_eq!(find_u64(r#"{"event":"bench","data":{"p":"x","t":1234},"code":0}"#, "\"t\":"), Some(1234));
-        assert_eq!(find_u64(r#"42["bench",{"t":99,"p":"x"}]"#, "\"t\":"), Some(99));
+        assert_eq!(
+            find_u64(
+                r#"{"event":"bench","data":{"p":"x","t":1234},"code":0}"#,
+                "\"t\":"
+            ),
+            Some(1234)
+        );
+        assert_eq!(
+            find_u64(r#"42["bench",{"t":99,"p":"x"}]"#, "\"t\":"),
+            Some(99)
+        );
         assert_eq!(find_u64(r#"{"data":{"s":"x"}}"#, "\"s\":"), None);
     }
 }

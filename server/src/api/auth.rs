@@ -114,8 +114,26 @@ impl AuthApi {
         if !self.0.cfg.auth.multi_login {
             // Older tokens are now invalid; their sockets go too.
             let uid = switchboard_sdk::UserId(issued.user.id);
+            let token_jti = match &issued.identity.credential {
+                Credential::Token { jti, .. } => jti.clone(),
+                Credential::ApiKey { .. } => String::new(),
+            };
             for c in self.0.ws.registry.user_clients(uid) {
-                c.close(close::TOKEN_REVOKED, "logged in elsewhere", true);
+                let same = c.identity().is_some_and(
+                    |i| matches!(&i.credential, Credential::Token { jti, .. } if *jti == token_jti),
+                );
+                if !same {
+                    c.close(close::TOKEN_REVOKED, "logged in elsewhere", true);
+                }
+            }
+            if let Some(cluster) = &self.0.ws.cluster {
+                cluster
+                    .user_changed(
+                        issued.user.id,
+                        Some(close::TOKEN_REVOKED),
+                        "logged in elsewhere",
+                    )
+                    .await;
             }
         }
         Ok(Json(LoginResponse {
@@ -147,6 +165,9 @@ impl AuthApi {
             ));
         };
         self.0.auth.revoke(jti, *expires_at).await?;
+        if let (Some(cluster), Some(u)) = (&self.0.ws.cluster, identity.user_id) {
+            cluster.revoked(jti, *expires_at, u.0).await;
+        }
         let closed = identity
             .user_id
             .map(|u| {

@@ -145,6 +145,12 @@ impl UsersApi {
                 "credentials changed",
             );
         }
+        if let Some(cluster) = &self.0.ws.cluster {
+            let close_code = change.tokens_revoked.then_some(close::TOKEN_REVOKED);
+            cluster
+                .user_changed(u.id, close_code, "credentials changed")
+                .await;
+        }
         tracing::info!(by = %who.username, user = %u.username, "user changed");
         Ok(Json(u.into()))
     }
@@ -161,6 +167,11 @@ impl UsersApi {
             .ws
             .registry
             .close_user(UserId(id.0), close::TOKEN_REVOKED, "user deleted");
+        if let Some(cluster) = &self.0.ws.cluster {
+            cluster
+                .user_changed(id.0, Some(close::TOKEN_REVOKED), "user deleted")
+                .await;
+        }
         Ok(Deleted::Ok)
     }
 }

@@ -13,6 +13,7 @@ use switchboard_sdk::protocol::{MAX_EVENT_LEN, Push, close};
 use switchboard_sdk::{Client, ClientId, Role, Tag, UserId};
 
 use super::{ApiTags, AppState};
+use crate::cluster::presence::Row;
 
 fn check_event(event: &str) -> Result<(), ApiError> {
     if event.is_empty() || event.len() > MAX_EVENT_LEN {
@@ -127,21 +128,20 @@ pub struct OnlineClient {
     pub node: String,
 }
 
-impl From<&Client> for OnlineClient {
-    fn from(c: &Client) -> Self {
-        let info = c.info();
+impl From<Row> for OnlineClient {
+    fn from(r: Row) -> Self {
         OnlineClient {
-            id: c.id().to_string(),
-            user_id: c.user_id().map(|u| u.0),
-            username: c.username(),
-            ip: info.ip.clone(),
-            os: info.os.clone(),
-            browser: info.browser.clone(),
-            user_agent: info.user_agent.clone(),
-            first_time: info.first_time,
-            heartbeat_time: c.heartbeat_time(),
-            tags: c.tags().into_iter().map(|t| t.to_string()).collect(),
-            node: info.node.to_string(),
+            id: r.id,
+            user_id: r.user_id,
+            username: r.username,
+            ip: r.ip,
+            os: r.os,
+            browser: r.browser,
+            user_agent: r.user_agent,
+            first_time: r.first_time,
+            heartbeat_time: r.heartbeat_time,
+            tags: r.tags,
+            node: r.node,
         }
     }
 }
@@ -401,33 +401,42 @@ impl WebSocketApi {
         if !(1..=200).contains(&page_size) {
             return Err(ApiError::invalid_field("pageSize", "must be 1-200"));
         }
-        let reg = &self.0.ws.registry;
-        let mut rows: Vec<Arc<Client>> = match (&tag.0, user_id.0) {
-            (Some(t), _) => reg.tag_members(&parse_tag(t)?),
-            (None, Some(u)) => reg.user_clients(UserId(u)),
-            (None, None) => reg.all(),
+        let tag_filter = match &tag.0 {
+            Some(t) => Some(parse_tag(t)?),
+            None => None,
         };
-        rows.retain(|c| {
-            user_id.0.is_none_or(|u| c.user_id() == Some(UserId(u)))
-                && username
-                    .0
-                    .as_deref()
-                    .is_none_or(|n| c.username().contains(n))
-                && ip.0.as_deref().is_none_or(|p| c.info().ip.contains(p))
+        let mut rows: Vec<Row> = match &self.0.ws.cluster {
+            Some(c) => c.online_rows().await,
+            None => {
+                let reg = &self.0.ws.registry;
+                let clients = match (&tag_filter, user_id.0) {
+                    (Some(t), _) => reg.tag_members(t),
+                    (None, Some(u)) => reg.user_clients(UserId(u)),
+                    (None, None) => reg.all(),
+                };
+                clients.iter().map(|c| Row::of(c)).collect()
+            }
+        };
+        rows.retain(|r| {
+            user_id.0.is_none_or(|u| r.user_id == Some(u))
+                && username.0.as_deref().is_none_or(|n| r.username.contains(n))
+                && ip.0.as_deref().is_none_or(|p| r.ip.contains(p))
+                && tag_filter
+                    .as_ref()
+                    .is_none_or(|t| r.tags.iter().any(|x| x == t.as_str()))
         });
         rows.sort_by(|a, b| {
-            a.info()
-                .first_time
-                .cmp(&b.info().first_time)
-                .then_with(|| id_order(a.id().as_str(), b.id().as_str()))
+            a.first_time
+                .cmp(&b.first_time)
+                .then_with(|| id_order(&a.id, &b.id))
         });
         let total = rows.len() as u64;
         let start = ((page - 1).saturating_mul(page_size)) as usize;
         let list = rows
-            .iter()
+            .into_iter()
             .skip(start)
             .take(page_size as usize)
-            .map(|c| OnlineClient::from(&**c))
+            .map(OnlineClient::from)
             .collect();
         Ok(Json(OnlinePage {
             list,
@@ -456,11 +465,22 @@ impl WebSocketApi {
         let mut closed = 0u64;
         let mut users = Vec::new();
         for c in &targets {
-            if c.kick(&reason) {
-                closed += 1;
-            }
             if let Some(u) = c.user_id() {
                 users.push(u);
+            }
+        }
+        match &self.0.ws.cluster {
+            Some(cluster) => {
+                closed = cluster
+                    .kick(body.client_id.clone(), body.user_id, &reason)
+                    .await as u64;
+            }
+            None => {
+                for c in &targets {
+                    if c.kick(&reason) {
+                        closed += 1;
+                    }
+                }
             }
         }
         if body.revoke.unwrap_or(false) {
@@ -474,6 +494,9 @@ impl WebSocketApi {
                     Ok(()) => {}
                     Err(crate::auth::AuthError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
+                }
+                if let Some(cluster) = &self.0.ws.cluster {
+                    cluster.user_changed(u.0, None, "tokens revoked").await;
                 }
             }
         }
@@ -491,11 +514,18 @@ impl WebSocketApi {
         let who = auth.require(Role::Operator)?;
         let tag = parse_tag(&body.tag)?;
         let mut changed = 0;
-        for c in self.targets(&body.client_id, body.user_id)? {
-            match self.0.ws.local.join(c.id(), tag.clone()) {
-                Ok(_) => changed += 1,
-                Err(crate::websocket::registry::TagChangeError::NoClient) => {}
-                Err(e) => return Err(ApiError::conflict(e.to_string())),
+        let targets = self.targets(&body.client_id, body.user_id)?;
+        if let Some(cluster) = &self.0.ws.cluster {
+            changed = cluster
+                .tag(true, body.client_id.clone(), body.user_id, &tag)
+                .await as u64;
+        } else {
+            for c in targets {
+                match self.0.ws.local.join(c.id(), tag.clone()) {
+                    Ok(_) => changed += 1,
+                    Err(crate::websocket::registry::TagChangeError::NoClient) => {}
+                    Err(e) => return Err(ApiError::conflict(e.to_string())),
+                }
             }
         }
         tracing::info!(target: "audit", by = %who.username, tag = %tag, changed, "tags/join");
@@ -512,10 +542,17 @@ impl WebSocketApi {
         let who = auth.require(Role::Operator)?;
         let tag = parse_tag(&body.tag)?;
         let mut changed = 0;
-        for c in self.targets(&body.client_id, body.user_id)? {
-            let had = c.tags_mut().contains(&tag);
-            if had && self.0.ws.local.quit(c.id(), &tag).is_ok() {
-                changed += 1;
+        let targets = self.targets(&body.client_id, body.user_id)?;
+        if let Some(cluster) = &self.0.ws.cluster {
+            changed = cluster
+                .tag(false, body.client_id.clone(), body.user_id, &tag)
+                .await as u64;
+        } else {
+            for c in targets {
+                let had = c.tags_mut().contains(&tag);
+                if had && self.0.ws.local.quit(c.id(), &tag).is_ok() {
+                    changed += 1;
+                }
             }
         }
         tracing::info!(target: "audit", by = %who.username, tag = %tag, changed, "tags/quit");
@@ -526,14 +563,30 @@ impl WebSocketApi {
     #[oai(path = "/tags", method = "get", tag = "ApiTags::Online")]
     async fn tags(&self, auth: ApiAuth) -> Result<Json<Vec<TagInfo>>, ApiError> {
         auth.require(Role::Operator)?;
-        Ok(Json(
-            self.0
+        let counts: Vec<(String, usize)> = match &self.0.ws.cluster {
+            Some(c) => {
+                let mut map: std::collections::BTreeMap<String, usize> = Default::default();
+                for row in c.online_rows().await {
+                    for t in row.tags {
+                        *map.entry(t).or_default() += 1;
+                    }
+                }
+                map.into_iter().collect()
+            }
+            None => self
+                .0
                 .ws
                 .registry
                 .tag_counts()
                 .into_iter()
-                .map(|(t, n)| TagInfo {
-                    tag: t.to_string(),
+                .map(|(t, n)| (t.to_string(), n))
+                .collect(),
+        };
+        Ok(Json(
+            counts
+                .into_iter()
+                .map(|(tag, n)| TagInfo {
+                    tag,
                     members: n as u64,
                 })
                 .collect(),
@@ -544,7 +597,17 @@ impl WebSocketApi {
     #[oai(path = "/stats", method = "get", tag = "ApiTags::Online")]
     async fn stats(&self, auth: ApiAuth) -> Result<Json<Stats>, ApiError> {
         auth.require(Role::Operator)?;
-        let (connections, users, tags) = self.0.ws.registry.counts();
+        let (connections, users, tags) = match &self.0.ws.cluster {
+            Some(c) => {
+                let rows = c.online_rows().await;
+                let users: std::collections::HashSet<i64> =
+                    rows.iter().filter_map(|r| r.user_id).collect();
+                let tags: std::collections::HashSet<&String> =
+                    rows.iter().flat_map(|r| r.tags.iter()).collect();
+                (rows.len(), users.len(), tags.len())
+            }
+            None => self.0.ws.registry.counts(),
+        };
         let m = &self.0.ws.metrics;
         Ok(Json(Stats {
             connections: connections as u64,

@@ -462,6 +462,11 @@ impl AuthService {
         })
     }
 
+    /// Records a revocation made on another node (its database row exists already).
+    pub fn remember_revoked(&self, jti: &str, expires_at: i64) {
+        self.revoked.write().insert(jti.to_string(), expires_at);
+    }
+
     /// Whether a token id is revoked (socket tasks poll this cheaply).
     pub fn is_revoked(&self, jti: &str) -> bool {
         self.revoked.read().contains_key(jti)

@@ -79,6 +79,9 @@ pub async fn handle(
                     "sys: tags are assigned by the server only",
                 ));
             }
+            if let Some(c) = &state.cluster {
+                c.prime(&[super::hub::tag_stream(&tag)]).await;
+            }
             state
                 .local
                 .join(client.id(), tag)
@@ -122,13 +125,19 @@ pub async fn handle(
             });
             let push = Push::new("publish", payload);
             let except = arg.exclude_self.then(|| client.id());
-            let delivered = state.local.publish_tag(&tag, &push, except);
+            let delivered = match &state.cluster {
+                Some(c) => c.publish_tag(&tag, &push, except).await,
+                None => state.local.publish_tag(&tag, &push, except),
+            };
             Ok(json!({ "delivered": delivered }))
         }
         "login" => login(state, client, data, client_ip).await,
         "recover" => {
             let req: super::hub::RecoverRequest = bind(data)?;
-            state.local.recover(client, req)
+            match &state.cluster {
+                Some(c) => c.recover(client, req).await,
+                None => state.local.recover(client, req),
+            }
         }
         _ => Err(EventError::not_found(format!("unknown event `{event}`"))),
     }
@@ -183,6 +192,9 @@ async fn login(
             ));
         }
     };
+    if let (Some(c), Some(u)) = (&state.cluster, identity.user_id) {
+        c.prime(&[super::hub::user_stream(u)]).await;
+    }
     state
         .local
         .set_identity(client, identity)

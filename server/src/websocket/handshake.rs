@@ -156,6 +156,13 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
             connection_echo(task_state, ws).await;
             return;
         }
+        if let Some(cluster) = &task_state.cluster {
+            let mut streams = vec![crate::websocket::hub::ALL_STREAM.to_string()];
+            if let Some(u) = client.user_id() {
+                streams.push(crate::websocket::hub::user_stream(u));
+            }
+            cluster.prime(&streams).await;
+        }
         let greeting_state = task_state.clone();
         let greeting_client = client.clone();
         task_state

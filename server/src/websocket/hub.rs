@@ -180,7 +180,8 @@ impl LocalHub {
         })
     }
 
-    fn may_read(client: &Client, stream: &str) -> bool {
+    /// Whether a connection may recover `stream`: `all`, its own user, tags it joined.
+    pub fn may_read_stream(client: &Client, stream: &str) -> bool {
         if stream == ALL_STREAM {
             return true;
         }
@@ -204,7 +205,7 @@ impl LocalHub {
         let mut recovered = serde_json::Map::new();
         let mut errors = serde_json::Map::new();
         for (stream, from) in req.streams {
-            if !Self::may_read(client, &stream) {
+            if !Self::may_read_stream(client, &stream) {
                 recovered.insert(stream.clone(), Value::Bool(false));
                 errors.insert(
                     stream,

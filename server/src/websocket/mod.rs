@@ -48,4 +48,6 @@ pub struct WsState {
     pub proxies: TrustedProxies,
     /// Whether the socket path is on the exemption list (anonymous clients may `login`).
     pub socket_exempt: bool,
+    /// The cluster layer, when `cluster.redis_url` is set.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }

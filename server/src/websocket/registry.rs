@@ -46,6 +46,17 @@ struct Indexes {
     per_user: HashMap<UserId, usize>,
 }
 
+/// Local recipients of a positioned frame.
+#[derive(Clone, Copy, Debug)]
+pub enum LocalTarget<'a> {
+    /// Everyone.
+    All,
+    /// A user's connections.
+    User(UserId),
+    /// A tag's members.
+    Tag(&'a Tag),
+}
+
 /// Connection limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -65,6 +76,7 @@ pub struct Registry {
     counter: AtomicU64,
     limits: Limits,
     metrics: Arc<Metrics>,
+    generation: AtomicU64,
 }
 
 /// A slot reserved at the handshake; released on drop unless the connection registered.
@@ -100,7 +112,17 @@ impl Registry {
             counter: AtomicU64::new(0),
             limits,
             metrics,
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes with every membership change (presence uses it to know when to rewrite).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// This node's id.
@@ -163,6 +185,7 @@ impl Registry {
         }
         idx.clients.insert(client.id().clone(), client);
         self.metrics.connections.set(idx.clients.len() as i64);
+        self.bump();
         self.metrics.users.set(idx.users.len() as i64);
     }
 
@@ -187,6 +210,7 @@ impl Registry {
         }
         Self::release_locked(&mut idx, user);
         self.metrics.connections.set(idx.clients.len() as i64);
+        self.bump();
         self.metrics.users.set(idx.users.len() as i64);
         self.metrics.tags.set(idx.tags.len() as i64);
     }
@@ -235,6 +259,7 @@ impl Registry {
             }
         }
         self.metrics.users.set(idx.users.len() as i64);
+        self.bump();
         Ok(())
     }
 
@@ -260,6 +285,7 @@ impl Registry {
         let list = tags.iter().cloned().collect();
         drop(tags);
         self.metrics.tags.set(idx.tags.len() as i64);
+        self.bump();
         Ok(list)
     }
 
@@ -278,6 +304,7 @@ impl Registry {
         let list = tags.iter().cloned().collect();
         drop(tags);
         self.metrics.tags.set(idx.tags.len() as i64);
+        self.bump();
         Ok(list)
     }
 
@@ -391,6 +418,33 @@ impl Registry {
                     .map(|(_, c)| c),
             ),
             None => 0,
+        }
+    }
+
+    /// Queues a frame positioned at `offset` of `stream` (assigned by another node) to the
+    /// local connections of `target`, skipping any that started receiving the stream after it.
+    pub fn deliver_positioned(
+        &self,
+        target: LocalTarget<'_>,
+        frame: &Outbound,
+        stream: &str,
+        offset: u64,
+        except: Option<&ClientId>,
+    ) -> usize {
+        let wants = |c: &&Arc<Client>| {
+            Some(c.id()) != except && c.stream_mark(stream).is_none_or(|m| m < offset)
+        };
+        let idx = self.idx.read();
+        match target {
+            LocalTarget::All => self.deliver(frame, true, idx.clients.values().filter(wants)),
+            LocalTarget::User(u) => match idx.users.get(&u) {
+                Some(list) => self.deliver(frame, true, list.iter().filter(wants)),
+                None => 0,
+            },
+            LocalTarget::Tag(t) => match idx.tags.get(t) {
+                Some(m) => self.deliver(frame, true, m.values().filter(wants)),
+                None => 0,
+            },
         }
     }
 

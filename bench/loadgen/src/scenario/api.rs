@@ -38,7 +38,11 @@ pub async fn run(ctx: &Ctx, args: &ApiArgs) -> anyhow::Result<Value> {
     let receivers = spawn_receivers(opened.conns, &deliveries);
     let users = Arc::new(users);
     let http_latency = Arc::new(Recorder::default());
-    let (requests, errors, reported) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (requests, errors, reported) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let pad = padding(args.payload);
     let meter = Meter::start(ctx.pid);

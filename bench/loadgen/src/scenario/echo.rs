@@ -3,7 +3,7 @@
 //! server's CPU per message.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -56,7 +56,12 @@ pub async fn run(ctx: &Ctx, args: &EchoArgs) -> anyhow::Result<Value> {
         .into_iter()
         .enumerate()
         .map(|(i, mut conn)| {
-            let (shared, target, payload, inflight) = (shared.clone(), target.clone(), payload.clone(), args.inflight);
+            let (shared, target, payload, inflight) = (
+                shared.clone(),
+                target.clone(),
+                payload.clone(),
+                args.inflight,
+            );
             tokio::spawn(async move {
                 // Outstanding requests by seq. Replies may come back out of order (socketioxide runs
                 // each event in its own task), so they are matched by seq, not by position.
@@ -93,26 +98,32 @@ pub async fn run(ctx: &Ctx, args: &EchoArgs) -> anyhow::Result<Value> {
                     let mut to_send = 0;
                     for reply in &batch {
                         let got = find_u64(reply, "\"s\":");
-                        let sent = match pending.iter().position(|&(s, _)| Some(s) == got) {
-                            Some(at) => {
-                                if at != 0 {
-                                    shared.reordered.fetch_add(1, Ordering::Relaxed);
+                        let sent =
+                            match pending.iter().position(|&(s, _)| Some(s) == got) {
+                                Some(at) => {
+                                    if at != 0 {
+                                        shared.reordered.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Some(pending.remove(at).1)
                                 }
-                                Some(pending.remove(at).1)
-                            }
-                            None => {
-                                // Not a well-formed answer (an error reply, say). It still ends one
-                                // request: the one its seqno names, else the oldest.
-                                shared.mismatched.fetch_add(1, Ordering::Relaxed);
-                                shared.first_mismatch.lock().unwrap().get_or_insert_with(|| reply.as_str().chars().take(300).collect());
-                                let seqno = find_u64(reply, "\"seqno\":");
-                                let at = pending.iter().position(|&(s, _)| Some(s) == seqno).unwrap_or(0);
-                                if at < pending.len() {
-                                    pending.remove(at);
+                                None => {
+                                    // Not a well-formed answer (an error reply, say). It still ends one
+                                    // request: the one its seqno names, else the oldest.
+                                    shared.mismatched.fetch_add(1, Ordering::Relaxed);
+                                    shared.first_mismatch.lock().unwrap().get_or_insert_with(
+                                        || reply.as_str().chars().take(300).collect(),
+                                    );
+                                    let seqno = find_u64(reply, "\"seqno\":");
+                                    let at = pending
+                                        .iter()
+                                        .position(|&(s, _)| Some(s) == seqno)
+                                        .unwrap_or(0);
+                                    if at < pending.len() {
+                                        pending.remove(at);
+                                    }
+                                    None
                                 }
-                                None
-                            }
-                        };
+                            };
                         match shared.phase.load(Ordering::Relaxed) {
                             MEASURE => {
                                 if let Some(sent) = sent {
@@ -125,7 +136,9 @@ pub async fn run(ctx: &Ctx, args: &EchoArgs) -> anyhow::Result<Value> {
                             _ => to_send += 1,
                         }
                     }
-                    if closed || (shared.phase.load(Ordering::Relaxed) == STOP && pending.is_empty()) {
+                    if closed
+                        || (shared.phase.load(Ordering::Relaxed) == STOP && pending.is_empty())
+                    {
                         break 'conn;
                     }
                     for _ in 0..to_send {
@@ -156,7 +169,9 @@ pub async fn run(ctx: &Ctx, args: &EchoArgs) -> anyhow::Result<Value> {
             let _ = t.await;
         }
     };
-    let drained = tokio::time::timeout(Duration::from_secs(10), drain).await.is_ok();
+    let drained = tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_ok();
     Ok(json!({
         "connect": open_json,
         "connections": args.connections,

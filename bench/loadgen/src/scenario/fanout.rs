@@ -90,7 +90,14 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Value> {
     }))
 }
 
-async fn run_step(ctx: &Ctx, args: &FanoutArgs, rate: f64, recipients: u64, d: &Arc<Deliveries>, pad: &str) -> Value {
+async fn run_step(
+    ctx: &Ctx,
+    args: &FanoutArgs,
+    rate: f64,
+    recipients: u64,
+    d: &Arc<Deliveries>,
+    pad: &str,
+) -> Value {
     let count = ((rate * args.step).round() as u64).max(1);
     d.latency.take();
     d.received.store(0, Ordering::Relaxed);
@@ -139,7 +146,10 @@ async fn run_step(ctx: &Ctx, args: &FanoutArgs, rate: f64, recipients: u64, d: &
     let received = d.received.load(Ordering::Relaxed);
     let latency = d.latency.take();
     let p99_ms = latency.value_at_quantile(0.99) as f64 / 1000.0;
-    let window = last.max(sent_at).duration_since(start.into_std()).as_secs_f64();
+    let window = last
+        .max(sent_at)
+        .duration_since(start.into_std())
+        .as_secs_f64();
     json!({
         "rate_per_s": rate,
         "broadcasts": count,

@@ -26,7 +26,13 @@ pub struct IdleArgs {
 
 pub async fn run(ctx: &Ctx, args: &IdleArgs) -> anyhow::Result<Value> {
     let before = procfs::sample(ctx.pid);
-    let opened = open_many(&ctx.target, &[ctx.target.default_user()], args.connections, args.concurrency).await;
+    let opened = open_many(
+        &ctx.target,
+        &[ctx.target.default_user()],
+        args.connections,
+        args.concurrency,
+    )
+    .await;
     let n = opened.conns.len() as u64;
     let open_json = opened.json();
     let deliveries = Arc::new(Deliveries::default());

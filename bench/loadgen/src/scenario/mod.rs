@@ -50,7 +50,12 @@ impl Opened {
 
 /// Opens `n` connections, at most `concurrency` handshakes at a time, connection `i` as user
 /// `users[i % len]`. Failures are counted, not fatal.
-pub async fn open_many(target: &Arc<Target>, users: &[User], n: usize, concurrency: usize) -> Opened {
+pub async fn open_many(
+    target: &Arc<Target>,
+    users: &[User],
+    n: usize,
+    concurrency: usize,
+) -> Opened {
     let recorder = Arc::new(Recorder::default());
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let started = Instant::now();
@@ -69,7 +74,13 @@ pub async fn open_many(target: &Arc<Target>, users: &[User], n: usize, concurren
             })
         })
         .collect();
-    let mut opened = Opened { conns: Vec::with_capacity(n), failures: 0, errors: Vec::new(), latency: Histogram::new(3).unwrap(), elapsed: Duration::ZERO };
+    let mut opened = Opened {
+        conns: Vec::with_capacity(n),
+        failures: 0,
+        errors: Vec::new(),
+        latency: Histogram::new(3).unwrap(),
+        elapsed: Duration::ZERO,
+    };
     for task in tasks {
         match task.await.expect("connect task panicked") {
             Ok(conn) => opened.conns.push(conn),
@@ -93,7 +104,10 @@ pub async fn join_tag(target: &Target, conns: &mut [Conn], tag: &str) -> anyhow:
     }
     for conn in conns.iter_mut() {
         loop {
-            let reply = conn.recv().await.ok_or_else(|| anyhow::anyhow!("closed while joining"))?;
+            let reply = conn
+                .recv()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("closed while joining"))?;
             if reply.contains("\"join\"") {
                 if reply.contains("\"code\":4") {
                     anyhow::bail!("join refused: {reply}");
@@ -125,7 +139,8 @@ pub fn spawn_receivers(conns: Vec<Conn>, deliveries: &Arc<Deliveries>) -> Vec<Jo
                 while let Some(text) = conn.recv().await {
                     match find_u64(&text, "\"t\":") {
                         Some(sent) => {
-                            d.latency.record_micros(i, unix_nanos().saturating_sub(sent) / 1000);
+                            d.latency
+                                .record_micros(i, unix_nanos().saturating_sub(sent) / 1000);
                             d.received.fetch_add(1, Ordering::Relaxed);
                         }
                         None => {

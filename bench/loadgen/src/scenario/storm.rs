@@ -18,7 +18,13 @@ pub struct StormArgs {
 
 pub async fn run(ctx: &Ctx, args: &StormArgs) -> anyhow::Result<Value> {
     let meter = Meter::start(ctx.pid);
-    let opened = open_many(&ctx.target, &[ctx.target.default_user()], args.connections, args.concurrency).await;
+    let opened = open_many(
+        &ctx.target,
+        &[ctx.target.default_user()],
+        args.connections,
+        args.concurrency,
+    )
+    .await;
     let usage = meter.stop();
     let result = json!({
         "connect": opened.json(),

@@ -33,13 +33,22 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.inner.lock().unwrap();
         inner.users.entry(user.to_owned()).or_default().insert(id);
-        inner.clients.insert(id, Client { tx, user: user.to_owned(), tags: Vec::new() });
+        inner.clients.insert(
+            id,
+            Client {
+                tx,
+                user: user.to_owned(),
+                tags: Vec::new(),
+            },
+        );
         id
     }
 
     pub fn unregister(&self, id: u64) {
         let mut inner = self.inner.lock().unwrap();
-        let Some(client) = inner.clients.remove(&id) else { return };
+        let Some(client) = inner.clients.remove(&id) else {
+            return;
+        };
         remove_member(&mut inner.users, &client.user, id);
         for tag in &client.tags {
             remove_member(&mut inner.tags, tag, id);
@@ -62,7 +71,11 @@ impl Hub {
     pub fn send_to_all(&self, body: &Value) -> usize {
         let msg = push(body);
         let inner = self.inner.lock().unwrap();
-        inner.clients.values().filter(|c| c.tx.send(msg.clone()).is_ok()).count()
+        inner
+            .clients
+            .values()
+            .filter(|c| c.tx.send(msg.clone()).is_ok())
+            .count()
     }
 
     pub fn send_to_tag(&self, body: &Value) -> usize {
@@ -78,7 +91,11 @@ impl Hub {
         self.send_to_members(body, |inner| inner.users.get(&key))
     }
 
-    fn send_to_members(&self, body: &Value, members: impl Fn(&Inner) -> Option<&HashSet<u64>>) -> usize {
+    fn send_to_members(
+        &self,
+        body: &Value,
+        members: impl Fn(&Inner) -> Option<&HashSet<u64>>,
+    ) -> usize {
         let msg = push(body);
         let inner = self.inner.lock().unwrap();
         let Some(ids) = members(&inner) else { return 0 };
@@ -100,7 +117,10 @@ fn remove_member(index: &mut HashMap<String, HashSet<u64>>, key: &str, id: u64) 
 
 /// Serialised once; every recipient gets a refcounted clone of the same bytes.
 fn push(body: &Value) -> Message {
-    let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let frame = json!({"event": body["event"], "data": body["data"], "code": 0, "timestamp": ts});
     Message::text(frame.to_string())
 }

@@ -56,7 +56,11 @@ async fn main() -> std::io::Result<()> {
 /// concurrent handshakes overflows it and each dropped SYN costs the client a 1 s retransmit.
 /// The Node peers listen with 4096 too.
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
@@ -92,13 +96,24 @@ fn route(req: &Request, hub: &Hub) -> (u16, String) {
     }
 }
 
-async fn websocket(mut stream: TcpStream, req: Request, rest: Vec<u8>, hub: Arc<Hub>, user: String) {
-    let Some(key) = req.header("sec-websocket-key") else { return };
+async fn websocket(
+    mut stream: TcpStream,
+    req: Request,
+    rest: Vec<u8>,
+    hub: Arc<Hub>,
+    user: String,
+) {
+    let Some(key) = req.header("sec-websocket-key") else {
+        return;
+    };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes()).await.is_err() {
+    if tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .is_err()
+    {
         return;
     }
     // The buffer sizes Switchboard uses too (tungstenite's 128 KiB defaults cost >1 GB at 10k).
@@ -107,10 +122,12 @@ async fn websocket(mut stream: TcpStream, req: Request, rest: Vec<u8>, hub: Arc<
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(64 << 10));
-    let mut ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
+    let mut ws =
+        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = hub.register(tx, &user);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     loop {
         let result = tokio::select! {
             inbound = ws.next() => match inbound {

@@ -1,0 +1,477 @@
+//! Cluster mode: several nodes on one Redis and one database.
+//!
+//! Set SWITCHBOARD_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379); unset, each test reports
+//! itself skipped. Every test uses its own key prefix, so tests can share one Redis.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn redis_url() -> Option<String> {
+    match std::env::var("SWITCHBOARD_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            eprintln!("skipped: set SWITCHBOARD_TEST_REDIS_URL to run the cluster tests");
+            None
+        }
+    }
+}
+
+fn prefix() -> String {
+    format!("sbtest{}{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("x{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Two nodes sharing Redis, a database and a JWT secret.
+async fn two_nodes(redis: &str) -> (TestApp, TestApp) {
+    let p = prefix();
+    let a = spawn_with(|c| {
+        c.cluster.redis_url = redis.to_string();
+        c.cluster.prefix = p.clone();
+        c.cluster.node_id = "node-a".into();
+    })
+    .await;
+    let dir = a.dir.path().to_path_buf();
+    let b = spawn_with(|c| {
+        c.cluster.redis_url = redis.to_string();
+        c.cluster.prefix = p.clone();
+        c.cluster.node_id = "node-b".into();
+        c.server.data_dir = dir.clone();
+    })
+    .await;
+    // Both heartbeats are in before the first cluster-wide count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_send_on_one_node_reaches_a_socket_on_another_with_the_right_count() {
+    let Some(redis) = redis_url() else { return };
+    let (a, b) = two_nodes(&redis).await;
+    let (uid, tok) = a.user("roamer", &["member"]).await;
+    let (mut on_a, _) = a.ws(&tok).await;
+    let (mut on_b, hb) = b.ws(&tok).await;
+    assert_eq!(hb["node"], "node-b");
+    let (s, d) = a
+        .post(
+            "/api/websocket/send/toUser",
+            &a.admin_token,
+            json!({"userId": uid, "event": "notice", "data": {"z": 1, "a": 2}}),
+        )
+        .await;
+    assert_eq!(
+        (s, d["delivered"].as_i64()),
+        (200, Some(2)),
+        "cluster-wide count"
+    );
+    for ws in [&mut on_a, &mut on_b] {
+        let v = recv(ws).await;
+        assert_eq!(v["event"], "notice");
+        assert_eq!(
+            v["data"].to_string(),
+            r#"{"z":1,"a":2}"#,
+            "data unchanged, key order kept"
+        );
+        assert_eq!(v["stream"], format!("user:{uid}"));
+        assert_eq!(v["offset"], 1);
+    }
+    let (_, d) = b
+        .post(
+            "/api/websocket/send/toAll",
+            &b.admin_token,
+            json!({"event": "all"}),
+        )
+        .await;
+    assert_eq!(d["delivered"], 2);
+    let (_, d) = a
+        .post(
+            "/api/websocket/send/toClient",
+            &a.admin_token,
+            json!({"clientId": hb["id"], "event": "direct"}),
+        )
+        .await;
+    assert_eq!(d["delivered"], 1);
+    recv(&mut on_b).await; // all
+    assert_eq!(recv(&mut on_b).await["event"], "direct");
+    // The online list on A shows B's connection, with its node.
+    let mut seen = false;
+    for _ in 0..50 {
+        let (_, page) = a
+            .get(
+                &format!("/api/websocket/online?userId={uid}"),
+                &a.admin_token,
+            )
+            .await;
+        let nodes: Vec<&str> = page["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["node"].as_str().unwrap())
+            .collect();
+        if nodes.contains(&"node-a") && nodes.contains(&"node-b") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "both nodes' connections listed");
+    let (_, st) = a.get("/api/websocket/stats", &a.admin_token).await;
+    assert_eq!(st["connections"], 2);
+    assert_eq!(a.get("/readyz", "").await.0, 200);
+}
+
+#[tokio::test]
+async fn kick_and_server_side_tags_across_nodes() {
+    let Some(redis) = redis_url() else { return };
+    let (a, b) = two_nodes(&redis).await;
+    let (uid, tok) = a.user("kicked", &["member"]).await;
+    let (mut on_b, _) = b.ws(&tok).await;
+    let (_, r) = a
+        .post(
+            "/api/websocket/tags/join",
+            &a.admin_token,
+            json!({"userId": uid, "tag": "sys:vip"}),
+        )
+        .await;
+    assert_eq!(r["changed"], 1);
+    let (_, d) = a
+        .post(
+            "/api/websocket/send/toTag",
+            &a.admin_token,
+            json!({"tag": "sys:vip", "event": "vip"}),
+        )
+        .await;
+    assert_eq!(d["delivered"], 1);
+    assert_eq!(recv(&mut on_b).await["event"], "vip");
+    let (_, r) = a
+        .post(
+            "/api/websocket/kick",
+            &a.admin_token,
+            json!({"userId": uid, "reason": "cross-node"}),
+        )
+        .await;
+    assert_eq!(r["closed"], 1);
+    let v = recv(&mut on_b).await;
+    assert_eq!(
+        (v["event"].as_str(), v["data"]["reason"].as_str()),
+        (Some("kick"), Some("cross-node"))
+    );
+    assert_eq!(close_code(&mut on_b, Duration::from_secs(5)).await, 4001);
+}
+
+#[tokio::test]
+async fn recover_on_node_b_what_was_sent_while_on_node_a() {
+    let Some(redis) = redis_url() else { return };
+    let (a, b) = two_nodes(&redis).await;
+    let (uid, tok) = a.user("mover", &["member"]).await;
+    let stream = format!("user:{uid}");
+    let (mut on_a, _) = a.ws(&tok).await;
+    a.post(
+        "/api/websocket/send/toUser",
+        &a.admin_token,
+        json!({"userId": uid, "event": "n", "data": 0}),
+    )
+    .await;
+    let first = recv(&mut on_a).await;
+    let epoch = first["epoch"].as_str().unwrap().to_string();
+    drop(on_a);
+    let reg = a.state.ws.registry.clone();
+    eventually(Duration::from_secs(5), || reg.is_empty()).await;
+    for n in 1..=3 {
+        let (_, d) = a
+            .post(
+                "/api/websocket/send/toUser",
+                &a.admin_token,
+                json!({"userId": uid, "event": "n", "data": n}),
+            )
+            .await;
+        assert_eq!(d["delivered"], 0);
+    }
+    let mut on_b = ws_connect(&format!("{}?recover=1", b.ws_url), Some(&tok))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut on_b).await["event"], "connected");
+    send(&mut on_b, json!({"event": "recover", "seqno": 1, "data": {"streams": {&stream: {"offset": 1, "epoch": epoch}}}})).await;
+    for n in 1..=3 {
+        let v = recv(&mut on_b).await;
+        assert_eq!(
+            (v["data"].as_i64(), v["offset"].as_i64()),
+            (Some(n), Some(n + 1))
+        );
+    }
+    let reply = recv(&mut on_b).await;
+    assert_eq!(reply["data"]["recovered"][&stream], true);
+    let v = request(
+        &mut on_b,
+        "recover",
+        json!({"streams": {&stream: {"offset": 0, "epoch": "stale"}}}),
+    )
+    .await;
+    assert_eq!(v["data"]["recovered"][&stream], false);
+}
+
+#[tokio::test]
+async fn queue_entries_are_delivered_once_and_bad_ones_dead_lettered() {
+    let Some(redis) = redis_url() else { return };
+    let (a, b) = two_nodes(&redis).await;
+    let prefix = a.state.cfg.cluster.prefix.clone();
+    let (uid, tok) = a.user("queued", &["member"]).await;
+    let (mut ws, _) = b.ws(&tok).await;
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let queue = format!("{prefix}:queue");
+    for n in 0..20 {
+        let payload =
+            json!({"to": "user", "userId": uid, "event": "q", "data": {"n": n}}).to_string();
+        let _: String = redis::cmd("XADD")
+            .arg(&queue)
+            .arg("*")
+            .arg("payload")
+            .arg(payload)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    for bad in [
+        "not json",
+        r#"{"to":"planet","event":"x"}"#,
+        r#"{"to":"user","event":"x"}"#,
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg(&queue)
+            .arg("*")
+            .arg("payload")
+            .arg(bad)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let v = recv(&mut ws).await;
+        assert_eq!(v["event"], "q");
+        got.push(v["data"]["n"].as_i64().unwrap());
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        (0..20).collect::<Vec<i64>>(),
+        "each entry exactly once across both nodes"
+    );
+    assert!(
+        recv_within(&mut ws, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    let dead = format!("{prefix}:queue:dead");
+    let mut dead_len = 0;
+    for _ in 0..50 {
+        dead_len = redis::cmd("XLEN")
+            .arg(&dead)
+            .query_async::<u64>(&mut c)
+            .await
+            .unwrap();
+        if dead_len == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead_len, 3);
+    let entries: Value = {
+        let r: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&dead)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        Value::Array(
+            r.ids
+                .iter()
+                .map(|e| json!(e.get::<String>("reason")))
+                .collect(),
+        )
+    };
+    assert!(entries.to_string().contains("to must be"), "{entries}");
+    // Nothing left pending.
+    let pending: (u64, Value, Value, Value) = redis::cmd("XPENDING")
+        .arg(&queue)
+        .arg("switchboard")
+        .query_async(&mut c)
+        .await
+        .map(|v: redis::Value| {
+            let n = match &v {
+                redis::Value::Array(items) => match items.first() {
+                    Some(redis::Value::Int(n)) => *n as u64,
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            (n, Value::Null, Value::Null, Value::Null)
+        })
+        .unwrap();
+    assert_eq!(pending.0, 0);
+    drop(b);
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_the_online_list() {
+    let Some(redis) = redis_url() else { return };
+    let p = prefix();
+    let a = spawn_with(|c| {
+        c.cluster.redis_url = redis.clone();
+        c.cluster.prefix = p.clone();
+        c.cluster.node_id = "survivor".into();
+    })
+    .await;
+    // Node B is a real process, killed with SIGKILL.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("SWITCHBOARD_SERVER__ADDRESS", format!("127.0.0.1:{port}"))
+        .env("SWITCHBOARD_SERVER__DATA_DIR", a.dir.path())
+        .env("SWITCHBOARD_CLUSTER__REDIS_URL", &redis)
+        .env("SWITCHBOARD_CLUSTER__PREFIX", &p)
+        .env("SWITCHBOARD_CLUSTER__NODE_ID", "doomed")
+        .env("SWITCHBOARD_LOG__LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually_async(Duration::from_secs(30), || async {
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let mut ws = ws_connect(
+        &format!("ws://127.0.0.1:{port}/socket"),
+        Some(&a.admin_token),
+    )
+    .await
+    .unwrap();
+    assert_eq!(recv(&mut ws).await["data"]["node"], "doomed");
+    let listed = |page: &Value| {
+        page["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["node"] == "doomed")
+    };
+    eventually_async(Duration::from_secs(10), || async {
+        listed(&a.get("/api/websocket/online", &a.admin_token).await.1)
+    })
+    .await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    let start = std::time::Instant::now();
+    eventually_async(Duration::from_secs(60), || async {
+        !listed(&a.get("/api/websocket/online", &a.admin_token).await.1)
+    })
+    .await;
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+async fn eventually_async<F, Fut>(d: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + d;
+    while !cond().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("condition not met within {d:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_outage_keeps_local_traffic_and_the_node_heals() {
+    let Some(_) = redis_url() else { return };
+    // A private Redis this test may stop and start.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start_redis = || {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs")
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut redis_proc = start_redis();
+    let probe = redis::Client::open(url.as_str()).unwrap();
+    eventually_async(Duration::from_secs(10), || async {
+        probe.get_multiplexed_async_connection().await.is_ok()
+    })
+    .await;
+    let app = spawn_with(|c| {
+        c.cluster.redis_url = url.clone();
+        c.cluster.node_id = "lonely".into();
+    })
+    .await;
+    let (uid, tok) = app.user("steady", &["member"]).await;
+    let (mut ws, _) = app.ws(&tok).await;
+    let send = |n: i64| {
+        let app = &app;
+        async move {
+            app.post(
+                "/api/websocket/send/toUser",
+                &app.admin_token,
+                json!({"userId": uid, "event": "n", "data": n}),
+            )
+            .await
+            .1["delivered"]
+                .as_i64()
+        }
+    };
+    assert_eq!(send(1).await, Some(1));
+    assert_eq!(recv(&mut ws).await["data"], 1);
+
+    redis_proc.kill().unwrap();
+    let _ = redis_proc.wait();
+    eventually_async(Duration::from_secs(15), || async {
+        app.get("/readyz", "").await.0 == 503
+    })
+    .await;
+    assert_eq!(send(2).await, Some(1), "local sockets are still served");
+    assert_eq!(recv(&mut ws).await["data"], 2);
+
+    let mut redis_proc = start_redis();
+    eventually_async(Duration::from_secs(30), || async {
+        app.get("/readyz", "").await.0 == 200
+    })
+    .await;
+    eventually_async(Duration::from_secs(10), || async {
+        send(3).await == Some(1)
+    })
+    .await;
+    let v = recv(&mut ws).await;
+    assert_eq!(v["data"], 3);
+    assert!(v["stream"].is_string());
+    redis_proc.kill().unwrap();
+    let _ = redis_proc.wait();
+}
