@@ -608,3 +608,38 @@ fn reserved_or_duplicate_events_fail_start_up_clearly() {
         assert!(msg.contains("reserved"), "{msg}");
     });
 }
+
+#[tokio::test]
+async fn a_client_initiated_close_gets_the_closing_handshake() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let app = spawn_with(|c| c.websocket.echo_path = "/echo".into()).await;
+    for path in ["/socket", "/echo"] {
+        let url = format!("{}{path}", app.base.replace("http://", "ws://"));
+        let mut ws = ws_connect(&url, Some(&app.admin_token)).await.unwrap();
+        if path == "/socket" {
+            recv(&mut ws).await;
+        } else {
+            ws.send(Message::Text("echo me".into())).await.unwrap();
+            assert_eq!(
+                ws.next().await.unwrap().unwrap(),
+                Message::Text("echo me".into())
+            );
+        }
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a reply in time")
+            .expect("a frame, not the end of the stream")
+            .expect("no error");
+        match reply {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1000, "{path}"),
+            other => panic!("{path}: expected the close reply, got {other:?}"),
+        }
+    }
+}

@@ -36,6 +36,8 @@ enum Ending {
     Close(u16, String),
     /// The peer closed or the socket failed; nothing more to send.
     Gone,
+    /// The peer sent a close frame; tungstenite's reply has been flushed.
+    PeerClosed(u16),
     /// A write is stuck; drop without a close frame.
     Stuck,
 }
@@ -53,23 +55,11 @@ where
     state.registry.unregister(&client);
     let code = match ending {
         Ending::Close(code, reason) => {
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: Utf8Bytes::from(reason),
-            };
-            let _ = timeout(state.cfg.write_timeout, ws.close(Some(frame))).await;
-            // Wait briefly for the peer's close so the close frame is not lost to a reset.
-            let _ = timeout(CLOSE_GRACE, async {
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_close() {
-                        break;
-                    }
-                }
-            })
-            .await;
+            Box::pin(send_close(&mut ws, code, reason, state.cfg.write_timeout)).await;
             code
         }
         Ending::Gone => 1006,
+        Ending::PeerClosed(code) => code,
         Ending::Stuck => {
             // Best effort: the peer may drain its buffers and still learn why.
             let frame = CloseFrame {
@@ -134,13 +124,13 @@ where
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => {
-                if let Ending::Stuck = flush(state, client, ws, &mut batch).await {
+                if let Ending::Stuck = Box::pin(flush(state, client, ws, &mut batch)).await {
                     return Ending::Stuck;
                 }
                 return Ending::Close(close::GOING_AWAY, "server shutting down".into());
             }
             _ = client.outbox().ready() => {
-                match flush(state, client, ws, &mut batch).await {
+                match Box::pin(flush(state, client, ws, &mut batch)).await {
                     Ending::Gone => {}
                     other => return other,
                 }
@@ -149,27 +139,25 @@ where
                 let msg = match msg {
                     None => return Ending::Gone,
                     Some(Ok(m)) => m,
-                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                        return Ending::Close(close::MESSAGE_TOO_BIG, "message too big".into());
+                    Some(Err(e)) => {
+                        return match error_close(&e) {
+                            Some((code, reason)) => Ending::Close(code, reason.into()),
+                            None => Ending::Gone,
+                        };
                     }
-                    Some(Err(WsError::Utf8(_))) => {
-                        return Ending::Close(close::INVALID_PAYLOAD, "invalid UTF-8".into());
-                    }
-                    Some(Err(WsError::Protocol(_))) => {
-                        return Ending::Close(1002, "protocol error".into());
-                    }
-                    Some(Err(_)) => return Ending::Gone,
                 };
                 last_seen = Instant::now();
                 client.touch();
                 match msg {
                     Message::Text(t) => {
                         record_in(state, t.len());
-                        handle_frame(state, client, Bytes::from(t), false, &mut bucket, ip).await;
+                        // Boxed: handler futures (database, Redis) are large, and inlining them would make
+                        // every idle connection's task as big as the biggest handler.
+                        Box::pin(handle_frame(state, client, Bytes::from(t), false, &mut bucket, ip)).await;
                     }
                     Message::Binary(b) => {
                         record_in(state, b.len());
-                        handle_frame(state, client, b, true, &mut bucket, ip).await;
+                        Box::pin(handle_frame(state, client, b, true, &mut bucket, ip)).await;
                     }
                     Message::Ping(_) => {
                         // tungstenite queued the pong; push it out now.
@@ -178,12 +166,17 @@ where
                         }
                     }
                     Message::Pong(_) | Message::Frame(_) => {}
-                    Message::Close(_) => return Ending::Gone,
+                    Message::Close(frame) => {
+                        // tungstenite queued the reply to the peer's close; it is only written
+                        // on the next read or flush, so flush before dropping the stream.
+                        let _ = timeout(cfg.write_timeout, ws.flush()).await;
+                        return Ending::PeerClosed(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+                    }
                 }
                 // A login may have changed the token whose expiry we watch.
                 expiry = token_expiry(client).unwrap_or(far);
                 if !client.outbox().is_closing() && client.outbox().queued_bytes() > 0 {
-                    match flush(state, client, ws, &mut batch).await {
+                    match Box::pin(flush(state, client, ws, &mut batch)).await {
                         Ending::Gone => {}
                         other => return other,
                     }
@@ -214,6 +207,42 @@ where
             }
         }
     }
+}
+
+/// The close code and reason a read error deserves, or `None` when the socket is simply gone.
+pub(crate) fn error_close(e: &WsError) -> Option<(u16, &'static str)> {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Some((close::MESSAGE_TOO_BIG, "message too big"))
+        }
+        WsError::Utf8(_) => Some((close::INVALID_PAYLOAD, "invalid UTF-8")),
+        WsError::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
+    }
+}
+
+/// Sends our close frame, then waits briefly for the peer's so it is not lost to a reset.
+pub(crate) async fn send_close<S>(
+    ws: &mut WebSocketStream<S>,
+    code: u16,
+    reason: String,
+    write_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from(reason),
+    };
+    let _ = timeout(write_timeout, ws.close(Some(frame))).await;
+    let _ = timeout(CLOSE_GRACE, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn record_in(state: &WsState, len: usize) {

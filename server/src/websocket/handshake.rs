@@ -23,8 +23,8 @@ pub const SUBPROTOCOL: &str = "switchboard.v1";
 pub fn ws_config(state: &WsState) -> WebSocketConfig {
     let max = state.cfg.max_message_size;
     WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
+        .read_buffer_size(2048)
+        .write_buffer_size(4096)
         .max_write_buffer_size(state.cfg.send_queue_bytes + max + 64 * 1024)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
@@ -161,7 +161,8 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
             if let Some(u) = client.user_id() {
                 streams.push(crate::websocket::hub::user_stream(u));
             }
-            cluster.prime(&streams).await;
+            // Boxed so the Redis future does not size every connection's task.
+            Box::pin(cluster.prime(&streams)).await;
         }
         let greeting_state = task_state.clone();
         let greeting_client = client.clone();
@@ -197,23 +198,32 @@ where
 {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    loop {
+    let write_timeout = state.cfg.write_timeout;
+    let (code, reason) = loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                let _ = ws.close(None).await;
-                return;
-            }
+            _ = state.shutdown.cancelled() => break (switchboard_sdk::protocol::close::GOING_AWAY, "server shutting down"),
             msg = ws.next() => match msg {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if ws.send(m).await.is_err() {
+                    if !matches!(tokio::time::timeout(write_timeout, ws.send(m)).await, Ok(Ok(()))) {
                         return;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {
-                    let _ = ws.flush().await;
+                Some(Ok(Message::Close(_))) => {
+                    // Write tungstenite's queued reply to the peer's close before dropping.
+                    let _ = tokio::time::timeout(write_timeout, ws.flush()).await;
+                    return;
                 }
+                Some(Ok(_)) => {
+                    // A ping: push out the queued pong.
+                    let _ = tokio::time::timeout(write_timeout, ws.flush()).await;
+                }
+                None => return,
+                Some(Err(e)) => match connection::error_close(&e) {
+                    Some(c) => break c,
+                    None => return,
+                },
             }
         }
-    }
+    };
+    connection::send_close(&mut ws, code, reason.to_string(), write_timeout).await;
 }
