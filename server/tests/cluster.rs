@@ -256,7 +256,10 @@ async fn queue_entries_are_delivered_once_and_bad_ones_dead_lettered() {
     }
     let mut got = Vec::new();
     while got.len() < 20 {
-        let v = recv(&mut ws).await;
+        // Generous: the consumer polls with a 1 s block, and CI machines are busy.
+        let v = recv_within(&mut ws, Duration::from_secs(20))
+            .await
+            .expect("queued pushes arrive");
         assert_eq!(v["event"], "q");
         got.push(v["data"]["n"].as_i64().unwrap());
     }
@@ -474,4 +477,32 @@ async fn redis_outage_keeps_local_traffic_and_the_node_heals() {
     assert!(v["stream"].is_string());
     redis_proc.kill().unwrap();
     let _ = redis_proc.wait();
+}
+
+#[tokio::test]
+async fn the_login_limit_is_shared_across_nodes() {
+    let Some(redis) = redis_url() else { return };
+    let (a, b) = two_nodes(&redis).await;
+    for _ in 0..5 {
+        let (s, _) = a
+            .post(
+                "/api/auth/login",
+                "",
+                json!({"username": "admin", "password": "wrong-password"}),
+            )
+            .await;
+        assert_eq!(s, 401);
+    }
+    let (s, body) = b
+        .post(
+            "/api/auth/login",
+            "",
+            json!({"username": "admin", "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (429, Some("rate_limited")),
+        "node B knows A's failures"
+    );
 }

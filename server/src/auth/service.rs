@@ -178,7 +178,67 @@ pub struct AuthService {
     revoked: RwLock<HashMap<String, i64>>,
     users: RwLock<HashMap<i64, Arc<UserState>>>,
     limiter: LoginLimiter,
+    shared_limiter: std::sync::OnceLock<SharedLimiter>,
     decoy: String,
+}
+
+/// The failed-login counter in Redis, so the limit holds across a cluster.
+pub struct SharedLimiter {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    max_failures: u32,
+}
+
+impl SharedLimiter {
+    /// Counters live under `<prefix>:login:`.
+    pub fn new(conn: redis::aio::ConnectionManager, prefix: &str, max_failures: u32) -> Self {
+        SharedLimiter {
+            conn,
+            prefix: prefix.to_string(),
+            max_failures: max_failures.max(1),
+        }
+    }
+
+    fn key(&self, username: &str, ip: &str) -> String {
+        // Hashed: usernames are client input and must not shape Redis keys.
+        let h = sha256_hex(&format!("{}\u{0}{ip}", username.to_lowercase()));
+        format!("{}:login:{}", self.prefix, &h[..32])
+    }
+
+    async fn allowed(&self, username: &str, ip: &str) -> Option<bool> {
+        let mut c = self.conn.clone();
+        let n: Option<u32> = redis::cmd("GET")
+            .arg(self.key(username, ip))
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        Some(n.unwrap_or(0) < self.max_failures)
+    }
+
+    async fn fail(&self, username: &str, ip: &str) -> bool {
+        let mut c = self.conn.clone();
+        let key = self.key(username, ip);
+        redis::pipe()
+            .cmd("INCR")
+            .arg(&key)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(60)
+            .arg("NX")
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .is_ok()
+    }
+
+    async fn succeed(&self, username: &str, ip: &str) {
+        let mut c = self.conn.clone();
+        let _: redis::RedisResult<()> = redis::cmd("DEL")
+            .arg(self.key(username, ip))
+            .query_async(&mut c)
+            .await;
+    }
 }
 
 fn now_ms() -> i64 {
@@ -289,6 +349,7 @@ impl AuthService {
             revoked: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             limiter,
+            shared_limiter: std::sync::OnceLock::new(),
             decoy: password::decoy_hash(),
             cfg,
         };
@@ -301,6 +362,35 @@ impl AuthService {
             }
         }
         Ok(svc)
+    }
+
+    /// Shares the failed-login limit through Redis (cluster mode). Local counting remains the
+    /// fallback while Redis is unreachable.
+    pub fn share_login_limit(&self, limiter: SharedLimiter) {
+        let _ = self.shared_limiter.set(limiter);
+    }
+
+    async fn login_allowed(&self, username: &str, ip: &str) -> bool {
+        if let Some(shared) = self.shared_limiter.get() {
+            if let Some(ok) = shared.allowed(username, ip).await {
+                return ok;
+            }
+        }
+        self.limiter.allowed(username, ip)
+    }
+
+    async fn login_failed(&self, username: &str, ip: &str) {
+        self.limiter.fail(username, ip);
+        if let Some(shared) = self.shared_limiter.get() {
+            shared.fail(username, ip).await;
+        }
+    }
+
+    async fn login_succeeded(&self, username: &str, ip: &str) {
+        self.limiter.succeed(username, ip);
+        if let Some(shared) = self.shared_limiter.get() {
+            shared.succeed(username, ip).await;
+        }
     }
 
     /// The config.
@@ -342,7 +432,7 @@ impl AuthService {
         password: &str,
         ip: &str,
     ) -> Result<IssuedToken, AuthError> {
-        if !self.limiter.allowed(username, ip) {
+        if !self.login_allowed(username, ip).await {
             return Err(AuthError::RateLimited);
         }
         let found = if username.len() <= 64 && password.len() <= 1024 {
@@ -361,11 +451,11 @@ impl AuthService {
         let user = match found {
             Some(u) if matches && u.enabled => u,
             _ => {
-                self.limiter.fail(username, ip);
+                self.login_failed(username, ip).await;
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.limiter.succeed(username, ip);
+        self.login_succeeded(username, ip).await;
         let mut state = UserState::from(&user);
         if !self.cfg.multi_login {
             state.tokens_valid_after = self.set_tokens_valid_after(user.id, now_ms()).await?;

@@ -139,10 +139,21 @@ impl Cluster {
         tasks: &TaskTracker,
     ) -> anyhow::Result<Arc<Cluster>> {
         let client = redis::Client::open(settings.redis_url.as_str())?;
-        let conn = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager())
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at start-up"))??;
+        // Redis's 500 ms default would turn a busy moment into a spurious outage.
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(3)));
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_connection_manager_with_config(manager_config),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at start-up"))??;
         let presence = presence::Presence::new(&settings.prefix, &settings.node);
+        auth.share_login_limit(crate::auth::service::SharedLimiter::new(
+            conn.clone(),
+            &settings.prefix,
+            auth.config().login_max_failures,
+        ));
         let cluster = Arc::new(Cluster {
             settings,
             client,

@@ -16,6 +16,8 @@ use super::bus::QueueCommand;
 
 /// Consumer group name.
 pub const GROUP: &str = "switchboard";
+/// How long one read waits for entries.
+const BLOCK: Duration = Duration::from_secs(1);
 /// Entries pending longer than this on another consumer are claimed.
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
 
@@ -29,8 +31,16 @@ pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
         if stop.is_cancelled() {
             return;
         }
-        // A connection of its own: XREADGROUP blocks it.
-        let conn = match cluster.client.get_multiplexed_async_connection().await {
+        // A connection of its own: XREADGROUP blocks it. Its response timeout must outlast the
+        // BLOCK time: a read abandoned by a client-side timeout still hands entries to this
+        // consumer, which would then sit pending until they are claimed.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+        let conn = match cluster
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
             Ok(c) => c,
             Err(_) => {
                 if sleep_or_stop(&stop, backoff).await {
@@ -76,7 +86,7 @@ pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
             let opts = StreamReadOptions::default()
                 .group(GROUP, &consumer)
                 .count(32)
-                .block(1000);
+                .block(BLOCK.as_millis() as usize);
             let keys = [queue.as_str()];
             let ids = [">"];
             let read = tokio::select! {
