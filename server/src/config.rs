@@ -605,6 +605,31 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    proptest::proptest! {
+        #[test]
+        fn size_and_duration_parsers_never_panic(s in "\\PC{0,24}") {
+            let _ = size_str::parse(&s);
+            let _ = duration_str::parse(&s);
+        }
+
+        #[test]
+        fn sizes_in_kib_round_trip(n in 0usize..1_000_000) {
+            proptest::prop_assert_eq!(size_str::parse(&format!("{n}KiB")).unwrap(), n * 1024);
+        }
+
+        #[test]
+        fn any_env_value_is_accepted_or_named_in_the_error(v in "\\PC{0,16}") {
+            let r = Config::load_from(
+                Path::new("/nonexistent"),
+                None,
+                env(&[("SWITCHBOARD_WEBSOCKET__PING_INTERVAL", &v)]),
+            );
+            if let Err(e) = r {
+                proptest::prop_assert!(e.to_string().contains("websocket"), "{}", e);
+            }
+        }
+    }
+
     #[test]
     fn sizes_and_durations() {
         assert_eq!(size_str::parse("64KiB").unwrap(), 65536);
