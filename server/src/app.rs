@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::Data;
-use poem::{Endpoint, EndpointExt, Request, Response, Route, Server, get, handler};
+use poem::{Endpoint, EndpointExt, Request, Response, Route, get, handler};
 use poem_openapi::OpenApiService;
 use sea_orm::DatabaseConnection;
 use switchboard_sdk::event::EventRegistry;
@@ -45,7 +44,7 @@ pub type Apis = (
 
 /// A built, bound server.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
     route: poem::endpoint::BoxEndpoint<'static, Response>,
@@ -340,15 +339,11 @@ impl Application {
             .map_to_response()
             .boxed();
 
-        let acceptor = TcpAcceptor::from_tokio(bind_listener(&cfg.server.address)?)?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .ok_or_else(|| anyhow::anyhow!("listener has no socket address"))?;
+        let listener = bind_listener(&cfg.server.address)?;
+        let addr = listener.local_addr()?;
 
         Ok(Application {
-            acceptor,
+            listener,
             addr,
             state,
             route,
@@ -388,15 +383,63 @@ impl Application {
     /// for them at most `server.shutdown_timeout`.
     pub async fn run(self) -> anyhow::Result<()> {
         let timeout = self.state.cfg.server.shutdown_timeout;
+        let header_timeout = self.state.cfg.server.header_timeout;
         let stop = self.shutdown.clone();
-        let server = Server::new_with_acceptor(self.acceptor);
-        let served = server
-            .run_with_graceful_shutdown(
-                self.route,
-                async move { stop.cancelled().await },
-                Some(timeout),
-            )
-            .await;
+        let route = Arc::new(self.route);
+        let local = poem::web::LocalAddr(poem::Addr::SocketAddr(self.addr));
+        let conns = TaskTracker::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            // Small frames (pushes, replies) must not wait for Nagle's algorithm.
+            let _ = stream.set_nodelay(true);
+            let route = route.clone();
+            let local = local.clone();
+            let stop = stop.clone();
+            conns.spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let route = route.clone();
+                    let req = poem::Request::from((
+                        req,
+                        local.clone(),
+                        poem::web::RemoteAddr(poem::Addr::SocketAddr(peer)),
+                        poem::http::uri::Scheme::HTTP,
+                    ));
+                    async move {
+                        let resp: hyper::Response<_> = route.get_response(req).await.into();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                // Plain hyper HTTP/1 (no version sniffing, which has no timeout of its own):
+                // the header timer runs from the moment we wait for a request, so a silent or
+                // trickling client is cut off.
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades();
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = stop.cancelled() => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            });
+        }
+        // Connections were told to finish (and sockets got 1001); wait for them, bounded.
+        conns.close();
+        let _ = tokio::time::timeout(timeout, conns.wait()).await;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(timeout, self.tasks.wait())
@@ -405,7 +448,6 @@ impl Application {
         {
             tracing::warn!("some connections did not close within the shutdown timeout");
         }
-        served?;
         Ok(())
     }
 }

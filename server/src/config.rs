@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// Longest wait for connections to close on SIGINT/SIGTERM.
     #[serde(with = "duration_str")]
     pub shutdown_timeout: Duration,
+    /// Longest time a client may take to send a request's headers (slowloris guard); also
+    /// closes connections that stay silent that long.
+    #[serde(with = "duration_str")]
+    pub header_timeout: Duration,
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
 }
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             address: "127.0.0.1:8000".into(),
             data_dir: PathBuf::from("data"),
             shutdown_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
         }
     }

@@ -60,6 +60,8 @@ enum Scenario {
     Storm(scenario::storm::StormArgs),
     /// POST …/send/toUser under load: requests/s, end-to-end latency.
     Api(scenario::api::ApiArgs),
+    /// Long mixed load with churn, kicks and slow clients, every answer checked (Switchboard only).
+    Soak(scenario::soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,6 +93,11 @@ fn main() -> anyhow::Result<()> {
                 scenario::storm::run(&ctx, a).await,
             ),
             Scenario::Api(a) => ("api", format!("{a:?}"), scenario::api::run(&ctx, a).await),
+            Scenario::Soak(a) => (
+                "soak",
+                format!("{a:?}"),
+                scenario::soak::run(&ctx, a, cli.sources).await,
+            ),
         };
         let (result, error) = match result {
             Ok(v) => (v, None),

@@ -5,6 +5,7 @@ pub mod api;
 pub mod echo;
 pub mod fanout;
 pub mod idle;
+pub mod soak;
 pub mod storm;
 
 use std::sync::Arc;
