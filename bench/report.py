@@ -481,6 +481,10 @@ def report(runs, meta, made):
     for pic in ("throughput.svg", "cost.svg"):
         if pic in made:
             lines += [f"![{pic[:-4]}](charts/{pic})", ""]
+    # The soak's last result (bench/soak.sh writes it), always the last section.
+    soak = os.path.join(os.path.dirname(os.path.abspath(__file__)), "SOAK.md")
+    if os.path.exists(soak):
+        lines += [open(soak).read().strip(), ""]
     return "\n".join(lines)
 
 

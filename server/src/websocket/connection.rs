@@ -119,8 +119,19 @@ where
     } else {
         far
     };
+    // One timer for all deadlines (ping, idle, hold, token expiry), re-armed only when the
+    // earliest changes: creating a timer per loop turn would cost a timer-wheel insert and
+    // removal for every push this socket receives.
+    let timer = sleep_until(next_ping);
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
 
     loop {
+        let earliest = next_ping.min(idle_deadline).min(hold_deadline).min(expiry);
+        if armed != Some(earliest) {
+            timer.as_mut().reset(earliest);
+            armed = Some(earliest);
+        }
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => {
@@ -182,28 +193,32 @@ where
                     }
                 }
             }
-            _ = sleep_until(next_ping) => {
-                next_ping = Instant::now() + cfg.ping_interval;
-                let sent = timeout(cfg.write_timeout, ws.send(Message::Ping(Bytes::new()))).await;
-                match sent {
-                    Err(_) => return Ending::Stuck,
-                    Ok(Err(_)) => return Ending::Gone,
-                    Ok(Ok(())) => {}
+            _ = &mut timer => {
+                armed = None;
+                let now = Instant::now();
+                if now >= expiry {
+                    return Ending::Close(close::TOKEN_REVOKED, "token expired".into());
                 }
-            }
-            _ = sleep_until(idle_deadline) => {
-                let deadline = last_seen + cfg.idle_timeout;
-                if Instant::now() >= deadline {
-                    return Ending::Close(close::IDLE_TIMEOUT, "idle timeout".into());
+                if now >= idle_deadline {
+                    let deadline = last_seen + cfg.idle_timeout;
+                    if now >= deadline {
+                        return Ending::Close(close::IDLE_TIMEOUT, "idle timeout".into());
+                    }
+                    idle_deadline = deadline;
                 }
-                idle_deadline = deadline;
-            }
-            _ = sleep_until(hold_deadline) => {
-                hold_deadline = far;
-                client.outbox().release();
-            }
-            _ = sleep_until(expiry) => {
-                return Ending::Close(close::TOKEN_REVOKED, "token expired".into());
+                if now >= hold_deadline {
+                    hold_deadline = far;
+                    client.outbox().release();
+                }
+                if now >= next_ping {
+                    next_ping = now + cfg.ping_interval;
+                    let sent = timeout(cfg.write_timeout, ws.send(Message::Ping(Bytes::new()))).await;
+                    match sent {
+                        Err(_) => return Ending::Stuck,
+                        Ok(Err(_)) => return Ending::Gone,
+                        Ok(Ok(())) => {}
+                    }
+                }
             }
         }
     }
