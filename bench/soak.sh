@@ -28,6 +28,7 @@
 # Environment: SWITCHBOARD_BIN=path  use this server binary (else `cargo build --release -p switchboard`)
 #              BENCH_TARGET_DIR=dir  cargo target dir for the load generator (default bench/target)
 #              SOAK_PORT=18110       where the server listens
+#              SOAK_NOTE=text        a line added to the report (e.g. what else ran on the machine)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -111,6 +112,8 @@ busy_pct() {
   echo $(( total > 0 ? busy * 100 / total : 0 ))
 }
 BUSY=$(busy_pct)
+VERSION="$("$SB_BIN" --version 2>/dev/null | head -1 || true)"
+GIT="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no commit')"
 
 # ---- load -----------------------------------------------------------------------------------------
 log "soaking for $MINUTES min (server pid $PID, background CPU ${BUSY}%)"
@@ -146,8 +149,7 @@ export S_COMMAND="$COMMAND" S_MINUTES="$MINUTES" S_BUSY="$BUSY" S_STARTED="$STAR
   S_LOADGEN_OK="$LOADGEN_OK" S_NICE="$(nice)" S_NPROC="$(nproc)" \
   S_CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || true)" \
   S_MEM="$(free -h | awk '/^Mem:/ {print $2}')" S_KERNEL="$(uname -r)" \
-  S_VERSION="$("$SB_BIN" --version 2>/dev/null | head -1 || true)" \
-  S_GIT="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no commit')"
+  S_VERSION="$VERSION" S_GIT="$GIT" S_NOTE="${SOAK_NOTE:-}"
 set +e
 python3 - "$OUT" "$BENCH_DIR" <<'PY'
 import html, json, os, re, sys
@@ -261,10 +263,13 @@ def us(v):
 lines = ["## Soak", ""]
 lines += [f"**Verdict: {'PASS' if passed else 'FAIL'}** — `{e['S_COMMAND'].strip()}`"
           + (f" (run at niceness {e['S_NICE']})" if e["S_NICE"] != "0" else "")
-          + f", {e['S_STARTED']}, {r.get('duration_s', 0) / 60:.1f} minutes of load.", ""]
+          + f", started {e['S_STARTED']}: {float(e['S_MINUTES']):g} minutes of load "
+          f"({r.get('duration_s', 0) / 60:.1f} with set-up and everyone leaving).", ""]
 lines += [f"Machine: {e['S_NPROC']} cores ({e['S_CPU']}), {e['S_MEM']} RAM, Linux {e['S_KERNEL']}; "
           f"{e['S_VERSION']} (release) at `{e['S_GIT']}`; the load generator shares the cores with the server; "
           f"other work used {e['S_BUSY']}% of the machine just before the run.", ""]
+if e.get("S_NOTE"):
+    lines += [f"Note: {e['S_NOTE']}", ""]
 P = dict(re.findall(r"(\w+): ([^,}]+)", doc.get("params", "")))
 g = lambda k, d="?": P.get(k, d).strip('"')
 lines += ["Load (`loadgen soak`, see `bench/soak.sh`): "
@@ -316,8 +321,9 @@ rows = [
 ]
 lines += [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in rows]
 lines += ["", "Server closes by code: " + (", ".join(f"{k}: {v:,}" for k, v in sorted(closes.items())) or "—")
-          + " (1005: the client closed without a code; 4001: kicked; 4008: slow client).", ""]
-lines += ["Errors by kind: " + (", ".join(f"{k} {v}" for k, v in errs.items()) if errs else "Errors: none") + ".", ""]
+          + " (1002: what the server counts for a socket dropped without a close handshake; 1005: the client "
+          "closed without a code; 4001: kicked; 4008: slow client).", ""]
+lines += ["Client errors by kind: " + (", ".join(f"{k} {v}" for k, v in errs.items()) or "none") + ".", ""]
 if r.get("error_examples"):
     lines += ["<details><summary>First errors</summary>", ""]
     lines += [f"- `{x}`" for x in r["error_examples"]]
@@ -332,7 +338,8 @@ if os.path.exists(results):
     at = body.find("\n## Soak\n")
     if at >= 0:
         body = body[: at + 1]
-    open(results, "w").write(body.rstrip() + "\n\n" + text)
+    # Same bytes as report.py would write (it ends with a blank line).
+    open(results, "w").write(body.rstrip() + "\n\n" + text + "\n")
 
 for name, good, d in checks:
     print(f"[soak] {'pass' if good else 'FAIL'}: {name}: {d}", file=sys.stderr)

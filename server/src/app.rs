@@ -168,6 +168,7 @@ impl Application {
                 node: node.clone(),
                 history_size: cfg.history.size,
                 history_ttl: cfg.history.ttl,
+                queue_claim_idle: cfg.cluster.queue_claim_idle,
             };
             let c = Cluster::start(
                 settings,

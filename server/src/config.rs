@@ -250,6 +250,9 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// Prefix of every Redis key and channel (several deployments may share one Redis).
     pub prefix: String,
+    /// Queue entries left pending this long by a consumer (a dead node) are claimed by another.
+    #[serde(with = "duration_str")]
+    pub queue_claim_idle: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -258,6 +261,7 @@ impl Default for ClusterConfig {
             redis_url: String::new(),
             node_id: String::new(),
             prefix: "switchboard".into(),
+            queue_claim_idle: Duration::from_secs(30),
         }
     }
 }

@@ -87,8 +87,26 @@ async fn auth_service(cfg: &Config) -> anyhow::Result<AuthService> {
     Ok(AuthService::new(db, cfg.auth.clone(), &secret).await?)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// glibc raises its mmap threshold after the first large free, after which argon2's 19 MiB
+/// working buffers come from per-thread arenas that keep them: a few logins would then hold
+/// hundreds of MiB. A fixed threshold keeps such buffers in mmap, returned on free.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called once before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,

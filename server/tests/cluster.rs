@@ -506,3 +506,54 @@ async fn the_login_limit_is_shared_across_nodes() {
         "node B knows A's failures"
     );
 }
+
+#[tokio::test]
+async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_delivered() {
+    let Some(redis) = redis_url() else { return };
+    let p = prefix();
+    let queue = format!("{p}:queue");
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    // A consumer that takes an entry and dies before acknowledging it.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&queue)
+        .arg("switchboard")
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let payload = json!({"to": "all", "event": "orphan", "data": 1}).to_string();
+    let _: String = redis::cmd("XADD")
+        .arg(&queue)
+        .arg("*")
+        .arg("payload")
+        .arg(&payload)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("switchboard")
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&queue)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let app = spawn_with(|cfg| {
+        cfg.cluster.redis_url = redis.clone();
+        cfg.cluster.prefix = p.clone();
+        cfg.cluster.queue_claim_idle = Duration::from_secs(1);
+    })
+    .await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    let v = recv_within(&mut ws, Duration::from_secs(15))
+        .await
+        .expect("the orphaned entry is claimed and delivered");
+    assert_eq!(v["event"], "orphan");
+}

@@ -4,8 +4,15 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
+/// argon2id needs 19 MiB of working memory per hash: at most this many run at once, so a login
+/// burst costs bounded memory (and queues instead of exhausting the blocking pool).
+const CONCURRENT_HASHES: usize = 2;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+
 /// Hashes a password into a PHC string.
 pub async fn hash(password: String) -> Result<String, String> {
+    let _permit = HASHING.acquire().await.map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -19,6 +26,9 @@ pub async fn hash(password: String) -> Result<String, String> {
 
 /// Verifies a password against a PHC string; a malformed hash is a mismatch.
 pub async fn verify(password: String, phc: String) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&phc)
             .map(|parsed| {

@@ -61,6 +61,8 @@ pub struct ClusterSettings {
     pub history_size: usize,
     /// History lifetime.
     pub history_ttl: Duration,
+    /// Queue entries pending this long on a consumer are claimed by another node.
+    pub queue_claim_idle: Duration,
 }
 
 struct Pending {

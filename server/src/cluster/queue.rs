@@ -18,14 +18,13 @@ use super::bus::QueueCommand;
 pub const GROUP: &str = "switchboard";
 /// How long one read waits for entries.
 const BLOCK: Duration = Duration::from_secs(1);
-/// Entries pending longer than this on another consumer are claimed.
-const CLAIM_IDLE: Duration = Duration::from_secs(30);
 
 /// Runs until shutdown; reconnects with backoff when Redis goes away.
 pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
     let queue = cluster.key("queue");
     let dead = cluster.key("queue:dead");
     let consumer = cluster.node().to_string();
+    let claim_idle = cluster.settings.queue_claim_idle;
     let mut backoff = Duration::from_millis(200);
     loop {
         if stop.is_cancelled() {
@@ -64,7 +63,7 @@ pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
         backoff = Duration::from_millis(200);
         let mut last_claim = tokio::time::Instant::now();
         loop {
-            if last_claim.elapsed() >= CLAIM_IDLE / 3 {
+            if last_claim.elapsed() >= (claim_idle / 3).max(Duration::from_millis(200)) {
                 last_claim = tokio::time::Instant::now();
                 let opts = StreamAutoClaimOptions::default().count(32);
                 let claimed: redis::RedisResult<redis::streams::StreamAutoClaimReply> = conn
@@ -72,7 +71,7 @@ pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
                         &queue,
                         GROUP,
                         &consumer,
-                        CLAIM_IDLE.as_millis() as u64,
+                        claim_idle.as_millis() as u64,
                         "0-0",
                         opts,
                     )

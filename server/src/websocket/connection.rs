@@ -16,7 +16,7 @@ use switchboard_sdk::{Client, Credential};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -27,6 +27,8 @@ use super::ratelimit::TokenBucket;
 
 /// How long to wait for the peer's close frame after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most already-arrived frames handled before their replies are written.
+const MAX_BATCH: usize = 64;
 /// Longest stream pushes are held for a client that announced `?recover=1` but never recovers.
 const HOLD_LIMIT: Duration = Duration::from_secs(5);
 
@@ -147,41 +149,61 @@ where
                 }
             }
             msg = ws.next() => {
-                let msg = match msg {
-                    None => return Ending::Gone,
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        return match error_close(&e) {
-                            Some((code, reason)) => Ending::Close(code, reason.into()),
-                            None => Ending::Gone,
-                        };
-                    }
-                };
-                last_seen = Instant::now();
-                client.touch();
-                match msg {
-                    Message::Text(t) => {
-                        record_in(state, t.len());
-                        // Boxed: handler futures (database, Redis) are large, and inlining them would make
-                        // every idle connection's task as big as the biggest handler.
-                        Box::pin(handle_frame(state, client, Bytes::from(t), false, &mut bucket, ip)).await;
-                    }
-                    Message::Binary(b) => {
-                        record_in(state, b.len());
-                        Box::pin(handle_frame(state, client, b, true, &mut bucket, ip)).await;
-                    }
-                    Message::Ping(_) => {
-                        // tungstenite queued the pong; push it out now.
-                        if timeout(cfg.write_timeout, ws.flush()).await.is_err() {
-                            return Ending::Stuck;
+                let mut next = msg;
+                // Handle every frame that has already arrived before writing the replies, so a
+                // pipelining client gets one write for a batch instead of one per request.
+                let mut handled = 0;
+                loop {
+                    let msg = match next {
+                        None => return Ending::Gone,
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            return match error_close(&e) {
+                                Some((code, reason)) => Ending::Close(code, reason.into()),
+                                None => Ending::Gone,
+                            };
+                        }
+                    };
+                    last_seen = Instant::now();
+                    client.touch();
+                    match msg {
+                        Message::Text(t) => {
+                            record_in(state, t.len());
+                            // Boxed: handler futures (database, Redis) are large; inlined they
+                            // would make every idle connection's task as big as the biggest.
+                            Box::pin(handle_frame(state, client, Bytes::from(t), false, &mut bucket, ip)).await;
+                        }
+                        Message::Binary(b) => {
+                            record_in(state, b.len());
+                            Box::pin(handle_frame(state, client, b, true, &mut bucket, ip)).await;
+                        }
+                        Message::Ping(_) => {
+                            // tungstenite queued the pong; push it out now.
+                            if timeout(cfg.write_timeout, ws.flush()).await.is_err() {
+                                return Ending::Stuck;
+                            }
+                        }
+                        Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Close(frame) => {
+                            // tungstenite queued the reply to the peer's close; it is only
+                            // written on the next read or flush, so flush before dropping.
+                            let _ = timeout(cfg.write_timeout, ws.flush()).await;
+                            return Ending::PeerClosed(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
                         }
                     }
-                    Message::Pong(_) | Message::Frame(_) => {}
-                    Message::Close(frame) => {
-                        // tungstenite queued the reply to the peer's close; it is only written
-                        // on the next read or flush, so flush before dropping the stream.
-                        let _ = timeout(cfg.write_timeout, ws.flush()).await;
-                        return Ending::PeerClosed(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+                    handled += 1;
+                    if handled >= MAX_BATCH || client.outbox().is_closing() {
+                        break;
+                    }
+                    // Poll once with this task's own waker (a no-op waker would leave the
+                    // socket's readiness registered to nobody).
+                    let ready = std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(ws.poll_next_unpin(cx))
+                    })
+                    .await;
+                    match ready {
+                        std::task::Poll::Ready(m) => next = m,
+                        std::task::Poll::Pending => break,
                     }
                 }
                 // A login may have changed the token whose expiry we watch.
@@ -231,6 +253,8 @@ pub(crate) fn error_close(e: &WsError) -> Option<(u16, &'static str)> {
             Some((close::MESSAGE_TOO_BIG, "message too big"))
         }
         WsError::Utf8(_) => Some((close::INVALID_PAYLOAD, "invalid UTF-8")),
+        // The peer dropped the socket without a close frame: gone (1006), not a violation.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         WsError::Protocol(_) => Some((1002, "protocol error")),
         _ => None,
     }
