@@ -62,6 +62,14 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Current unix time in milliseconds.
+pub fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {

@@ -242,10 +242,7 @@ impl SharedLimiter {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    switchboard_sdk::protocol::unix_millis()
 }
 
 fn random_token(bytes: usize) -> String {

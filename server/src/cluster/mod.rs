@@ -25,7 +25,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_sdk::event::EventError;
 use switchboard_sdk::outbox::Outbound;
-use switchboard_sdk::protocol::{Push, close, code, unix_now};
+use switchboard_sdk::protocol::{Push, close, code, unix_millis, unix_now};
 use switchboard_sdk::{Client, ClientId, Hub, Tag, UserId};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -87,12 +87,7 @@ pub struct Cluster {
 }
 
 fn epoch_candidate() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..10)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+    crate::websocket::history::new_epoch()
 }
 
 #[derive(Serialize)]
@@ -259,10 +254,7 @@ impl Cluster {
 
     async fn heartbeat_once(&self) {
         let mut c = self.conn();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as f64)
-            .unwrap_or(0.0);
+        let now = unix_millis() as f64;
         let res: redis::RedisResult<()> = redis::pipe()
             .zadd(self.key("nodes"), &self.settings.node, now)
             .ignore()
@@ -298,10 +290,7 @@ impl Cluster {
                 return nodes.clone();
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as f64)
-            .unwrap_or(0.0);
+        let now = unix_millis() as f64;
         let mut c = self.conn();
         let nodes: Vec<String> = c
             .zrangebyscore(self.key("nodes"), now - NODE_TTL.as_millis() as f64, "+inf")

@@ -45,7 +45,7 @@ struct StreamState {
 impl StreamState {
     fn new() -> Self {
         StreamState {
-            epoch: new_epoch(),
+            epoch: Arc::from(new_epoch()),
             offset: 0,
             entries: VecDeque::new(),
             bytes: 0,
@@ -67,14 +67,9 @@ impl StreamState {
     }
 }
 
-fn new_epoch() -> Arc<str> {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    let s: String = (0..10)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
-    Arc::from(s)
+/// A fresh epoch name.
+pub fn new_epoch() -> String {
+    crate::random::name(crate::random::ALPHANUMERIC, 10)
 }
 
 fn frame_len(f: &Outbound) -> usize {

@@ -97,14 +97,7 @@ impl Drop for Reservation {
 impl Registry {
     /// A registry for node `node`; client ids are `<prefix>.<n>`.
     pub fn new(node: &str, limits: Limits, metrics: Arc<Metrics>) -> Self {
-        let prefix = {
-            use rand::Rng;
-            const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-            let mut rng = rand::thread_rng();
-            (0..6)
-                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-                .collect()
-        };
+        let prefix = crate::random::name(crate::random::UNAMBIGUOUS, 6);
         Registry {
             idx: RwLock::new(Indexes::default()),
             node: Arc::from(node),
@@ -167,11 +160,24 @@ impl Registry {
     fn release_locked(idx: &mut Indexes, user: Option<UserId>) {
         idx.total = idx.total.saturating_sub(1);
         if let Some(u) = user {
-            if let Some(n) = idx.per_user.get_mut(&u) {
-                *n -= 1;
-                if *n == 0 {
-                    idx.per_user.remove(&u);
-                }
+            Self::uncount_user(idx, u);
+        }
+    }
+
+    fn uncount_user(idx: &mut Indexes, user: UserId) {
+        if let Some(n) = idx.per_user.get_mut(&user) {
+            *n -= 1;
+            if *n == 0 {
+                idx.per_user.remove(&user);
+            }
+        }
+    }
+
+    fn remove_from_user(idx: &mut Indexes, user: UserId, id: &ClientId) {
+        if let Some(list) = idx.users.get_mut(&user) {
+            list.retain(|c| c.id() != id);
+            if list.is_empty() {
+                idx.users.remove(&user);
             }
         }
     }
@@ -197,12 +203,7 @@ impl Registry {
         }
         let user = client.user_id();
         if let Some(u) = user {
-            if let Some(list) = idx.users.get_mut(&u) {
-                list.retain(|c| c.id() != client.id());
-                if list.is_empty() {
-                    idx.users.remove(&u);
-                }
-            }
+            Self::remove_from_user(&mut idx, u, client.id());
         }
         let tags = std::mem::take(&mut *client.tags_mut());
         for tag in tags {
@@ -238,18 +239,8 @@ impl Registry {
         }
         let old_user = client.user_id();
         if let Some(u) = old_user {
-            if let Some(list) = idx.users.get_mut(&u) {
-                list.retain(|c| c.id() != client.id());
-                if list.is_empty() {
-                    idx.users.remove(&u);
-                }
-            }
-            if let Some(n) = idx.per_user.get_mut(&u) {
-                *n -= 1;
-                if *n == 0 {
-                    idx.per_user.remove(&u);
-                }
-            }
+            Self::remove_from_user(&mut idx, u, client.id());
+            Self::uncount_user(&mut idx, u);
         }
         client.set_identity(Some(identity));
         if let Some(u) = new_user {
