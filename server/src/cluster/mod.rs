@@ -36,7 +36,7 @@ use self::bus::{BusMsg, Reply, Target};
 use self::streams::{PUBLISH, StreamKeys};
 use crate::auth::AuthService;
 use crate::websocket::LocalHub;
-use crate::websocket::hub::{ALL_STREAM, RecoverRequest, tag_stream, user_stream};
+use crate::websocket::hub::{ALL_STREAM, RecoverReply, RecoverRequest, tag_stream, user_stream};
 use crate::websocket::registry::LocalTarget;
 
 /// How long a sender waits for other nodes' counts.
@@ -817,19 +817,12 @@ impl Cluster {
 
     /// `recover` in cluster mode: replays from Redis what the client missed on each stream.
     pub async fn recover(&self, client: &Client, req: RecoverRequest) -> Result<Value, EventError> {
-        if req.streams.len() > crate::websocket::hub::MAX_RECOVER_STREAMS {
-            return Err(EventError::bad_request("data.streams: too many streams"));
-        }
-        let mut recovered = serde_json::Map::new();
-        let mut errors = serde_json::Map::new();
+        req.check()?;
+        let mut reply = RecoverReply::default();
         let mut c = self.conn();
         for (stream, from) in req.streams {
             if !LocalHub::may_read_stream(client, &stream) {
-                recovered.insert(stream.clone(), Value::Bool(false));
-                errors.insert(
-                    stream,
-                    serde_json::json!({"code": code::FORBIDDEN, "message": "not a stream of this connection"}),
-                );
+                reply.forbid(stream);
                 continue;
             }
             let keys = StreamKeys::new(&self.settings.prefix, &stream);
@@ -883,14 +876,10 @@ impl Cluster {
                     _ => false,
                 }
             };
-            recovered.insert(stream, Value::Bool(ok));
+            reply.set(stream, ok);
         }
         client.outbox().release();
-        let mut out = serde_json::json!({ "recovered": recovered });
-        if !errors.is_empty() {
-            out["errors"] = Value::Object(errors);
-        }
-        Ok(out)
+        Ok(reply.into_value())
     }
 
     /// Applies a queue command; `Err` is the reason it is dead-lettered.

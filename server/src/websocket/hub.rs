@@ -52,6 +52,50 @@ pub struct RecoverRequest {
     pub streams: BTreeMap<String, RecoverFrom>,
 }
 
+impl RecoverRequest {
+    /// Refuses requests naming too many streams.
+    pub fn check(&self) -> Result<(), EventError> {
+        if self.streams.len() > MAX_RECOVER_STREAMS {
+            return Err(EventError::bad_request(format!(
+                "data.streams: at most {MAX_RECOVER_STREAMS} streams"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The `recover` reply being assembled: `recovered` per stream, `errors` for refused ones.
+#[derive(Default)]
+pub struct RecoverReply {
+    recovered: serde_json::Map<String, Value>,
+    errors: serde_json::Map<String, Value>,
+}
+
+impl RecoverReply {
+    /// Records a stream the connection may not read (403 for that stream).
+    pub fn forbid(&mut self, stream: String) {
+        self.recovered.insert(stream.clone(), Value::Bool(false));
+        self.errors.insert(
+            stream,
+            json!({"code": code::FORBIDDEN, "message": "not a stream of this connection"}),
+        );
+    }
+
+    /// Records whether a stream was recovered.
+    pub fn set(&mut self, stream: String, ok: bool) {
+        self.recovered.insert(stream, Value::Bool(ok));
+    }
+
+    /// The reply data.
+    pub fn into_value(self) -> Value {
+        let mut out = json!({ "recovered": self.recovered });
+        if !self.errors.is_empty() {
+            out["errors"] = Value::Object(self.errors);
+        }
+        out
+    }
+}
+
 /// The single-node hub.
 pub struct LocalHub {
     registry: Arc<Registry>,
@@ -197,20 +241,11 @@ impl LocalHub {
     /// Replays what the client missed on each stream it may read, in order, and answers
     /// `{"recovered": {stream: bool}, "errors": {stream: {code, message}}}`.
     pub fn recover(&self, client: &Client, req: RecoverRequest) -> Result<Value, EventError> {
-        if req.streams.len() > MAX_RECOVER_STREAMS {
-            return Err(EventError::bad_request(format!(
-                "data.streams: at most {MAX_RECOVER_STREAMS} streams"
-            )));
-        }
-        let mut recovered = serde_json::Map::new();
-        let mut errors = serde_json::Map::new();
+        req.check()?;
+        let mut reply = RecoverReply::default();
         for (stream, from) in req.streams {
             if !Self::may_read_stream(client, &stream) {
-                recovered.insert(stream.clone(), Value::Bool(false));
-                errors.insert(
-                    stream,
-                    json!({"code": code::FORBIDDEN, "message": "not a stream of this connection"}),
-                );
+                reply.forbid(stream);
                 continue;
             }
             let mut g = self.history.lock(&stream);
@@ -225,15 +260,11 @@ impl LocalHub {
                 }
                 Recovery::Lost => false,
             };
-            recovered.insert(stream, Value::Bool(ok));
+            reply.set(stream, ok);
         }
         // Replays are queued; held live pushes follow them, in order.
         client.outbox().release();
-        let mut out = json!({ "recovered": recovered });
-        if !errors.is_empty() {
-            out["errors"] = Value::Object(errors);
-        }
-        Ok(out)
+        Ok(reply.into_value())
     }
 }
 
