@@ -408,8 +408,15 @@ impl Application {
             let local = local.clone();
             let stop = stop.clone();
             conns.spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
                     let route = route.clone();
+                    if req.headers().contains_key(hyper::header::UPGRADE) {
+                        if let Some(raw) =
+                            crate::websocket::handshake::RawUpgrade::extract(&mut req)
+                        {
+                            req.extensions_mut().insert(raw);
+                        }
+                    }
                     let req = poem::Request::from((
                         req,
                         local.clone(),

@@ -266,16 +266,21 @@ async fn malformed_envelopes_get_400_replies_and_the_connection_lives_on() {
         "{\"event\":\"ping\"".into(),
         "{\"event\":\"ping\"}}".into(),
         "{\"event\":\"ping\",\"event\":\"ping\"".into(),
-        // Nesting far past any sane depth, in data and in seqno.
-        format!(r#"{{"event":"ping","data":{}}}"#, nested(10_000)),
-        format!(r#"{{"event":"ping","data":{}}}"#, nested_objects(5_000)),
+        // Nesting far past any sane depth, in data (refused where it is bound: `data` is kept as
+        // text until a handler reads it) and in seqno.
+        format!(r#"{{"event":"join","data":{}}}"#, nested(10_000)),
+        format!(r#"{{"event":"join","data":{}}}"#, nested_objects(5_000)),
         format!(r#"{{"event":"ping","seqno":{}}}"#, nested(10_000)),
+        // Unbalanced nesting is malformed before any handler sees it.
+        format!(r#"{{"event":"ping","data":{}}}"#, "[".repeat(10_000)),
         // Numbers no float can hold.
-        r#"{"event":"ping","data":1e400}"#.into(),
+        r#"{"event":"join","data":{"id":1e400}}"#.into(),
         r#"{"event":"ping","seqno":-1e99999}"#.into(),
         // Lone surrogate escapes.
-        r#"{"event":"ping","data":"\ud800"}"#.into(),
+        r#"{"event":"join","data":{"id":"\ud800"}}"#.into(),
         r#"{"event":"\udfff"}"#.into(),
+        // A field given twice.
+        r#"{"event":"ping","data":1,"data":2}"#.into(),
     ];
     for raw in frame_level {
         let v = ask_raw(&mut ws, raw.clone()).await;
@@ -710,7 +715,7 @@ fn garbage(i: usize) -> (Message, i64) {
             400,
         ),
         5 => (
-            Message::Text(format!(r#"{{"event":"ping","data":{}}}"#, nested(200)).into()),
+            Message::Text(format!(r#"{{"event":"join","data":{}}}"#, nested(200)).into()),
             400,
         ),
         _ => (

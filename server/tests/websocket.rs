@@ -116,6 +116,67 @@ async fn hundred_pipelined_events_reply_in_order_with_seqno() {
     }
 }
 
+/// testMessage sends `data` back as the client wrote it (whitespace, key order, numbers no
+/// float holds), through read-ahead and batched direct frame writes, for text and binary, small
+/// and large frames pipelined together.
+#[tokio::test]
+async fn echo_returns_data_byte_for_byte_in_pipelined_batches() {
+    let app = spawn_with(|c| c.websocket.rate_limit.burst = 500).await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    let datas: Vec<String> = (0..40)
+        .map(|i| match i % 4 {
+            0 => format!(r#"{{ "z" : 1, "a":[ {i}, 123456789012345678901234567890, 1.50 ] }}"#),
+            1 => format!(r#""{}""#, "é".repeat(2_000 + i)),
+            2 => format!(r#"{{"pad":"{}","i":{i}}}"#, "x".repeat(60_000)),
+            _ => "null".to_string(),
+        })
+        .collect();
+    for (i, data) in datas.iter().enumerate() {
+        let frame = format!(
+            r#"{{"event":"admin/addons/hgexample/testMessage","data":{data},"seqno":{i}}}"#
+        );
+        let msg = if i % 3 == 0 {
+            Message::Binary(frame.into_bytes().into())
+        } else {
+            Message::Text(frame.into())
+        };
+        ws.feed(msg).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    for (i, data) in datas.iter().enumerate() {
+        let text = loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("a reply")
+                .unwrap()
+                .unwrap()
+            {
+                Message::Text(t) => {
+                    assert!(i % 3 != 0, "a binary request gets a binary reply");
+                    break t.to_string();
+                }
+                Message::Binary(b) => {
+                    assert!(i % 3 == 0, "a text request gets a text reply");
+                    break String::from_utf8(b.to_vec()).unwrap();
+                }
+                _ => continue,
+            }
+        };
+        let expected = if data == "null" {
+            format!(r#"{{"event":"admin/addons/hgexample/testMessage","code":0,"seqno":{i},"#)
+        } else {
+            format!(
+                r#"{{"event":"admin/addons/hgexample/testMessage","data":{data},"code":0,"seqno":{i},"#
+            )
+        };
+        assert!(
+            text.starts_with(&expected),
+            "reply {i}: {}",
+            &text[..text.len().min(200)]
+        );
+    }
+}
+
 async fn failing(_ctx: EventContext, _data: Value) -> EventResult {
     Err(EventError::failed("it went wrong"))
 }
@@ -149,15 +210,16 @@ impl switchboard_sdk::event::Middleware for Guard {
     async fn handle(
         &self,
         ctx: EventContext,
-        data: Value,
+        data: switchboard_sdk::Data,
         next: switchboard_sdk::event::Next<'_>,
     ) -> EventResult {
-        if data == json!("abort") {
+        if data.to_value()? == json!("abort") {
             return Err(EventError::forbidden("aborted by middleware"));
         }
         ctx.session().set("before", json!(true));
         match next.run(ctx, data).await? {
             Reply::Data(v) => Ok(json!({"wrapped": v}).into()),
+            Reply::Raw(d) => Ok(json!({"wrapped": d.to_value()?}).into()),
             Reply::Silent => Ok(Reply::Silent),
         }
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::identity::{Identity, UserId};
 use crate::outbox::{CloseRequest, Outbound, Outbox, PushOutcome};
-use crate::protocol::{Envelope, close, code, unix_now};
+use crate::protocol::{Envelope, FrameData, close, code, unix_now};
 use crate::tag::Tag;
 
 /// A connection id, unique across the cluster: `<node prefix>.<counter>`.
@@ -249,7 +249,11 @@ impl Client {
     }
 
     /// Queues an envelope, as text or (for replies to binary requests) binary.
-    pub fn send_envelope(&self, env: &Envelope<'_>, binary: bool) -> bool {
+    pub fn send_envelope<D: FrameData + ?Sized>(
+        &self,
+        env: &Envelope<'_, D>,
+        binary: bool,
+    ) -> bool {
         let text = env.encode();
         let frame = if binary {
             Outbound::Binary(Bytes::from(text))

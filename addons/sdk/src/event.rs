@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::hub::Hub;
 use crate::identity::{Identity, Role, UserId};
-use crate::protocol::{Envelope, code};
+use crate::protocol::{Data, Envelope, FrameData, code};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -83,6 +83,8 @@ impl std::error::Error for EventError {}
 pub enum Reply {
     /// Reply with code 0 and this `data` (`null` is omitted on the wire).
     Data(Value),
+    /// Reply with code 0 and this JSON text as `data`, untouched (e.g. the request's own data).
+    Raw(Data),
     /// The handler replied itself (or chose not to); the router sends nothing.
     Silent,
 }
@@ -106,6 +108,12 @@ impl From<Value> for Reply {
     }
 }
 
+impl From<Data> for Reply {
+    fn from(d: Data) -> Self {
+        Reply::Raw(d)
+    }
+}
+
 /// A handler's outcome.
 pub type EventResult = Result<Reply, EventError>;
 
@@ -120,18 +128,18 @@ pub struct EventContext {
 }
 
 impl EventContext {
-    /// Built by the server for each request.
+    /// Built by the server for each request (`event` is the route's shared name).
     pub fn new(
         client: Arc<Client>,
         hub: Arc<dyn Hub>,
-        event: &str,
+        event: Arc<str>,
         seqno: Option<Value>,
         binary: bool,
     ) -> Self {
         EventContext {
             client,
             hub,
-            event: Arc::from(event),
+            event,
             seqno,
             binary,
         }
@@ -169,8 +177,9 @@ impl EventContext {
         self.binary
     }
     /// Sends a success reply to the caller now, echoing event and seqno (hotgo's
-    /// `SendSuccess`). Use with [`Reply::Silent`] or for progress messages.
-    pub fn send_success(&self, data: &Value) -> bool {
+    /// `SendSuccess`). Use with [`Reply::Silent`] or for progress messages. `data` is a
+    /// [`Value`], or the request's own [`Data`] to send it back untouched.
+    pub fn send_success<D: FrameData + ?Sized>(&self, data: &D) -> bool {
         let mut env = Envelope::new(&self.event, data);
         env.seqno = self.seqno.as_ref();
         self.client.send_envelope(&env, self.binary)
@@ -185,19 +194,23 @@ impl EventContext {
     }
 }
 
-/// Binds `data` into a handler's own type; a mismatch is a 400 naming the field.
+/// Binds `data` into a handler's own type, straight from the JSON text; a mismatch is a 400
+/// naming the field.
 ///
 /// ```
 /// use serde::Deserialize;
 /// use switchboard_sdk::event::bind;
+/// use switchboard_sdk::protocol::Data;
 /// #[derive(Deserialize)]
 /// struct Move { x: i32 }
-/// let err = bind::<Move>(serde_json::json!({"x": "left"})).err().unwrap();
+/// let data = Data::from_json(r#"{"x": "left"}"#).unwrap();
+/// let err = bind::<Move>(&data).err().unwrap();
 /// assert_eq!(err.code, 400);
 /// assert!(err.message.starts_with("data.x:"));
 /// ```
-pub fn bind<T: DeserializeOwned>(data: Value) -> Result<T, EventError> {
-    serde_path_to_error::deserialize::<_, T>(data).map_err(|e| {
+pub fn bind<T: DeserializeOwned>(data: &Data) -> Result<T, EventError> {
+    let mut de = serde_json::Deserializer::from_str(data.get());
+    serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || path.is_empty() {
@@ -211,7 +224,7 @@ pub fn bind<T: DeserializeOwned>(data: Value) -> Result<T, EventError> {
 /// A type-erased event handler.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request.
-    fn call(&self, ctx: EventContext, data: Value) -> BoxFuture<'static, EventResult>;
+    fn call(&self, ctx: EventContext, data: Data) -> BoxFuture<'static, EventResult>;
 }
 
 struct FnHandler<F, T> {
@@ -225,8 +238,8 @@ where
     Fut: Future<Output = EventResult> + Send + 'static,
     T: DeserializeOwned + Send + 'static,
 {
-    fn call(&self, ctx: EventContext, data: Value) -> BoxFuture<'static, EventResult> {
-        match bind::<T>(data) {
+    fn call(&self, ctx: EventContext, data: Data) -> BoxFuture<'static, EventResult> {
+        match bind::<T>(&data) {
             Ok(t) => Box::pin((self.f)(ctx, t)),
             Err(e) => Box::pin(async move { Err(e) }),
         }
@@ -234,7 +247,8 @@ where
 }
 
 /// Wraps an async function `fn(EventContext, T) -> EventResult` as a [`Handler`]; `T` is any
-/// deserialisable type (`serde_json::Value` for raw data).
+/// deserialisable type: the handler's own struct, `serde_json::Value`, or [`Data`] to take the
+/// JSON text unparsed (cheapest when data is passed through).
 pub fn handler_fn<F, Fut, T>(f: F) -> Arc<dyn Handler>
 where
     F: Fn(EventContext, T) -> Fut + Send + Sync + 'static,
@@ -249,14 +263,16 @@ where
 
 /// Middleware around handlers (seed 002's Use/Next/Abort): code before `next.run` runs
 /// before the handler, code after it runs after; returning without calling `next` aborts
-/// with that result.
+/// with that result. `data` is the request's JSON text: `data.bind::<T>()` reads it,
+/// `Data::from_value(..)` replaces it.
 ///
 /// ```
 /// use switchboard_sdk::event::{EventContext, EventError, EventResult, Middleware, Next};
+/// use switchboard_sdk::protocol::Data;
 /// struct RequireLogin;
 /// #[switchboard_sdk::async_trait]
 /// impl Middleware for RequireLogin {
-///     async fn handle(&self, ctx: EventContext, data: serde_json::Value, next: Next<'_>) -> EventResult {
+///     async fn handle(&self, ctx: EventContext, data: Data, next: Next<'_>) -> EventResult {
 ///         if ctx.user_id().is_none() {
 ///             return Err(EventError::forbidden("log in first"));
 ///         }
@@ -267,7 +283,7 @@ where
 #[async_trait]
 pub trait Middleware: Send + Sync + 'static {
     /// Handles a request, usually by calling `next.run(ctx, data)`.
-    async fn handle(&self, ctx: EventContext, data: Value, next: Next<'_>) -> EventResult;
+    async fn handle(&self, ctx: EventContext, data: Data, next: Next<'_>) -> EventResult;
 }
 
 /// The rest of a middleware chain.
@@ -278,7 +294,7 @@ pub struct Next<'a> {
 
 impl<'a> Next<'a> {
     /// Runs the remaining middleware and the handler.
-    pub async fn run(self, ctx: EventContext, data: Value) -> EventResult {
+    pub async fn run(self, ctx: EventContext, data: Data) -> EventResult {
         match self.rest.split_first() {
             Some((first, rest)) => {
                 first
@@ -299,6 +315,7 @@ impl<'a> Next<'a> {
 
 /// A registered event.
 pub struct Route {
+    name: Arc<str>,
     handler: Arc<dyn Handler>,
     role: Option<Role>,
     middleware: Vec<Arc<dyn Middleware>>,
@@ -306,6 +323,10 @@ pub struct Route {
 }
 
 impl Route {
+    /// The event name, shared by every request's [`EventContext`].
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
     /// The role a caller needs, if any.
     pub fn role(&self) -> Option<Role> {
         self.role
@@ -437,6 +458,7 @@ impl EventRegistry {
             });
             // Options of the rejected registration go nowhere.
             self.dummy = Some(Route {
+                name: Arc::from(name),
                 handler,
                 role: None,
                 middleware: Vec::new(),
@@ -447,6 +469,7 @@ impl EventRegistry {
             };
         }
         let route = self.routes.entry(name.to_string()).or_insert(Route {
+            name: Arc::from(name),
             handler,
             role: None,
             middleware: Vec::new(),
@@ -492,7 +515,7 @@ impl EventRouter {
     }
 
     /// Runs the role check, the middleware chain and the handler of `route`.
-    pub async fn dispatch(&self, route: &Route, ctx: EventContext, data: Value) -> EventResult {
+    pub async fn dispatch(&self, route: &Route, ctx: EventContext, data: Data) -> EventResult {
         if let Some(required) = route.role {
             let allowed = ctx.identity().is_some_and(|i| i.has_role(required));
             if !allowed {
@@ -532,6 +555,22 @@ mod tests {
         Ok(data.into())
     }
 
+    fn data(json: &str) -> Data {
+        Data::from_json(json).unwrap()
+    }
+
+    #[test]
+    fn raw_data_binds_through_the_path_tracking_deserializer() {
+        let d = bind::<Data>(&data(r#"{ "k": [1, 2] }"#)).unwrap();
+        assert_eq!(d.get(), r#"{ "k": [1, 2] }"#);
+        #[derive(serde::Deserialize)]
+        struct WithRaw {
+            inner: Box<serde_json::value::RawValue>,
+        }
+        let w = bind::<WithRaw>(&data(r#"{"inner": {"x": "y"}}"#)).unwrap();
+        assert_eq!(w.inner.get(), r#"{"x": "y"}"#);
+    }
+
     #[test]
     fn duplicate_and_reserved_names_are_reported_together() {
         let mut reg = EventRegistry::new();
@@ -563,9 +602,9 @@ mod tests {
         struct Outer {
             inner: Inner,
         }
-        let e = bind::<Outer>(serde_json::json!({"inner": {"n": 300}})).unwrap_err();
+        let e = bind::<Outer>(&data(r#"{"inner": {"n": 300}}"#)).unwrap_err();
         assert!(e.message.starts_with("data.inner.n:"), "{}", e.message);
-        let e = bind::<Outer>(Value::Null).unwrap_err();
+        let e = bind::<Outer>(&Data::null()).unwrap_err();
         assert!(e.message.starts_with("data:"), "{}", e.message);
     }
 }

@@ -24,7 +24,7 @@ pub use client::{Client, ClientId, ClientInfo, Session};
 pub use event::{EventContext, EventError, EventRegistry, EventResult, Reply};
 pub use hub::Hub;
 pub use identity::{Credential, Identity, Role, UserId};
-pub use protocol::Push;
+pub use protocol::{Data, Push};
 pub use tag::Tag;
 
 /// Sends a success frame `{"event", "data", "code": 0}` to one connection (hotgo's

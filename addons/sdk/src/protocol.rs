@@ -6,8 +6,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Reply codes carried in the `code` field.
@@ -70,13 +74,149 @@ pub fn unix_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// A request's `data`, kept as the JSON text the client sent.
+///
+/// Parsing it is left to whoever needs it: [`Data::bind`] deserialises it straight into a
+/// handler's own type (no intermediate [`Value`]), and a handler that passes data through (an
+/// echo, a relay) sends it back untouched, byte for byte, without parsing it at all.
+///
+/// ```
+/// use switchboard_sdk::protocol::Data;
+/// let d = Data::from_json(r#"{"x": 1}"#).unwrap();
+/// assert_eq!(d.get(), r#"{"x": 1}"#);
+/// assert_eq!(d.bind::<serde_json::Value>().unwrap()["x"], 1);
+/// assert!(Data::null().is_null());
+/// ```
+#[derive(Clone)]
+pub struct Data(Box<RawValue>);
+
+impl Data {
+    /// JSON `null` (a request without `data`).
+    pub fn null() -> Self {
+        Data(RawValue::NULL.to_owned())
+    }
+
+    /// Checks and keeps a JSON text.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let raw: &RawValue = serde_json::from_str(json)?;
+        Ok(Data(raw.to_owned()))
+    }
+
+    /// Serialises any value (e.g. a middleware replacing the data).
+    pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Data)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON text as a [`RawValue`].
+    pub fn as_raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    /// Whether the data is `null` (or was absent).
+    pub fn is_null(&self) -> bool {
+        self.0.get() == "null"
+    }
+
+    /// Deserialises the data into `T`; a mismatch is a 400 naming the field (see
+    /// [`crate::event::bind`]).
+    pub fn bind<T: DeserializeOwned>(&self) -> Result<T, crate::event::EventError> {
+        crate::event::bind(self)
+    }
+
+    /// The data as a [`Value`].
+    pub fn to_value(&self) -> Result<Value, crate::event::EventError> {
+        self.bind()
+    }
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data::null()
+    }
+}
+
+impl fmt::Debug for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl fmt::Display for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl PartialEq for Data {
+    /// Textual equality: `{"a":1}` and `{ "a": 1 }` differ.
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Data {}
+
+impl From<Box<RawValue>> for Data {
+    fn from(raw: Box<RawValue>) -> Self {
+        Data(raw)
+    }
+}
+
+impl From<&Value> for Data {
+    fn from(value: &Value) -> Self {
+        // A `Value` always serialises (its map keys are strings).
+        Data::from_value(value).unwrap_or_else(|_| Data::null())
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(Data)
+    }
+}
+
+/// What an [`Envelope`] can carry as `data`: a [`Value`], a [`Data`] or a [`RawValue`].
+pub trait FrameData: Serialize {
+    /// Whether it is JSON `null` (then `data` is left out of the frame).
+    fn is_null(&self) -> bool;
+}
+
+impl FrameData for Value {
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
+    }
+}
+
+impl FrameData for Data {
+    fn is_null(&self) -> bool {
+        Data::is_null(self)
+    }
+}
+
+impl FrameData for RawValue {
+    fn is_null(&self) -> bool {
+        self.get() == "null"
+    }
+}
+
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// Event name.
     pub event: String,
-    /// Payload (`null` when absent).
-    pub data: Value,
+    /// Payload (`null` when absent), unparsed.
+    pub data: Data,
     /// Correlation id, echoed in the reply.
     pub seqno: Option<Value>,
 }
@@ -98,7 +238,29 @@ pub const ERROR_EVENT: &str = "error";
 /// Longest accepted event name, in bytes.
 pub const MAX_EVENT_LEN: usize = 128;
 
+/// The top-level fields of a frame, each still unparsed; unknown fields are skipped.
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    seqno: Option<&'a RawValue>,
+}
+
+fn malformed(message: impl fmt::Display) -> BadFrame {
+    BadFrame {
+        event: None,
+        seqno: None,
+        message: format!("malformed frame: {message}"),
+    }
+}
+
 /// Parses a request frame's bytes (text or binary).
+///
+/// Only `event` and `seqno` are parsed; `data` is checked to be well-formed JSON and kept as
+/// text ([`Data`]). A field given twice is refused.
 ///
 /// ```
 /// use switchboard_sdk::protocol::parse_request;
@@ -107,61 +269,53 @@ pub const MAX_EVENT_LEN: usize = 128;
 /// assert!(parse_request(b"nope").is_err());
 /// ```
 pub fn parse_request(bytes: &[u8]) -> Result<Request, BadFrame> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| BadFrame {
-        event: None,
-        seqno: None,
-        message: format!("malformed frame: {e}"),
-    })?;
-    let Value::Object(mut obj) = value else {
-        return Err(BadFrame {
-            event: None,
-            seqno: None,
-            message: "malformed frame: expected a JSON object".into(),
-        });
-    };
-    let seqno = match obj.remove("seqno") {
-        None | Some(Value::Null) => None,
-        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
+    // A struct also deserialises from a JSON array (fields by position): only objects are frames.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(e) => malformed(e),
+                Ok(_) => malformed("expected a JSON object"),
+            },
+        );
+    }
+    let frame: RawFrame<'_> = serde_json::from_slice(bytes).map_err(malformed)?;
+    let seqno = match frame
+        .seqno
+        .map(|raw| serde_json::from_str::<Value>(raw.get()))
+    {
+        None => None,
+        Some(Ok(v @ (Value::String(_) | Value::Number(_)))) => Some(v),
+        // `null` never reaches here (an absent Option); nested values parse or were refused above
+        // only when too deep.
         Some(_) => {
             return Err(BadFrame {
-                event: obj.get("event").and_then(|e| e.as_str()).map(str::to_owned),
+                event: frame
+                    .event
+                    .and_then(|e| serde_json::from_str::<String>(e.get()).ok()),
                 seqno: None,
                 message: "seqno must be a string or a number".into(),
             });
         }
     };
-    let event = match obj.remove("event") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EVENT_LEN => s,
-        Some(Value::String(s)) if s.is_empty() => {
-            return Err(BadFrame {
-                event: None,
-                seqno,
-                message: "event must not be empty".into(),
-            });
-        }
-        Some(Value::String(_)) => {
-            return Err(BadFrame {
-                event: None,
-                seqno,
-                message: format!("event must be at most {MAX_EVENT_LEN} bytes"),
-            });
-        }
-        None | Some(Value::Null) => {
-            return Err(BadFrame {
-                event: None,
-                seqno,
-                message: "missing event".into(),
-            });
-        }
-        Some(_) => {
-            return Err(BadFrame {
-                event: None,
-                seqno,
-                message: "event must be a string".into(),
-            });
-        }
+    let bad = |message: String| BadFrame {
+        event: None,
+        seqno: seqno.clone(),
+        message,
     };
-    let data = obj.remove("data").unwrap_or(Value::Null);
+    let event = match frame.event {
+        None => return Err(bad("missing event".into())),
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(s) if s.is_empty() => return Err(bad("event must not be empty".into())),
+            Ok(s) if s.len() > MAX_EVENT_LEN => {
+                return Err(bad(format!("event must be at most {MAX_EVENT_LEN} bytes")));
+            }
+            Ok(s) => s,
+            Err(_) => return Err(bad("event must be a string".into())),
+        },
+    };
+    let data = frame
+        .data
+        .map_or_else(Data::null, |raw| Data(raw.to_owned()));
     Ok(Request { event, data, seqno })
 }
 
@@ -176,14 +330,16 @@ pub struct StreamPosition {
     pub epoch: String,
 }
 
-/// One server → client frame before serialisation.
+/// One server → client frame before serialisation. `data` is a [`Value`] by default, or any
+/// [`FrameData`] (a request's [`Data`] passed back untouched).
 #[derive(Debug, Serialize)]
-pub struct Envelope<'a> {
+#[serde(bound(serialize = "D: FrameData"))]
+pub struct Envelope<'a, D: ?Sized = Value> {
     /// Event name.
     pub event: &'a str,
     /// Payload; omitted when null.
-    #[serde(skip_serializing_if = "Value::is_null")]
-    pub data: &'a Value,
+    #[serde(skip_serializing_if = "data_is_null")]
+    pub data: &'a D,
     /// Reply code (0 for pushes).
     pub code: i32,
     /// Human-readable error, only when `code` is not 0.
@@ -205,9 +361,13 @@ pub struct Envelope<'a> {
     pub timestamp: i64,
 }
 
-impl<'a> Envelope<'a> {
+fn data_is_null<D: FrameData + ?Sized>(data: &&D) -> bool {
+    data.is_null()
+}
+
+impl<'a, D: FrameData + ?Sized> Envelope<'a, D> {
     /// A plain push or success reply.
-    pub fn new(event: &'a str, data: &'a Value) -> Self {
+    pub fn new(event: &'a str, data: &'a D) -> Self {
         Envelope {
             event,
             data,
@@ -233,7 +393,7 @@ impl<'a> Envelope<'a> {
 
     /// Serialises once; the result is shared by every recipient.
     pub fn encode(&self) -> Utf8Bytes {
-        // Serialising a struct of strings, numbers and `Value`s cannot fail.
+        // Serialising a struct of strings, numbers and JSON values cannot fail.
         let s = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
         Utf8Bytes::from(s)
     }
@@ -267,14 +427,14 @@ mod tests {
     fn parses_a_full_request() {
         let r = parse_request(br#"{"event":"a/b","data":{"x":1},"seqno":"s1"}"#).unwrap();
         assert_eq!(r.event, "a/b");
-        assert_eq!(r.data, json!({"x":1}));
+        assert_eq!(r.data.to_value().unwrap(), json!({"x":1}));
         assert_eq!(r.seqno, Some(json!("s1")));
     }
 
     #[test]
     fn data_and_seqno_are_optional() {
         let r = parse_request(br#"{"event":"ping"}"#).unwrap();
-        assert_eq!(r.data, Value::Null);
+        assert!(r.data.is_null());
         assert_eq!(r.seqno, None);
     }
 
@@ -308,12 +468,59 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
+        // `data` is only skimmed (iteratively); binding it is where depth is limited.
         let deep = format!(
             r#"{{"event":"x","data":{}{}}}"#,
             "[".repeat(10_000),
             "]".repeat(10_000)
         );
-        assert!(parse_request(deep.as_bytes()).is_err());
+        let r = parse_request(deep.as_bytes()).unwrap();
+        assert_eq!(r.data.get().len(), 20_000);
+        assert_eq!(r.data.to_value().unwrap_err().code, code::BAD_REQUEST);
+        let deep_seqno = format!(
+            r#"{{"event":"x","seqno":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(parse_request(deep_seqno.as_bytes()).is_err());
+        let unbalanced = format!(r#"{{"event":"x","data":{}}}"#, "[".repeat(10_000));
+        assert!(parse_request(unbalanced.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn data_is_kept_as_sent_and_fields_are_not_repeated() {
+        let r = parse_request(br#" {"data": { "a" : [1, 2.50] }, "event":"e", "extra": {"x":[]}}"#)
+            .unwrap();
+        assert_eq!(r.data.get(), r#"{ "a" : [1, 2.50] }"#);
+        let e = parse_request(br#"{"event":"a","event":"b"}"#).unwrap_err();
+        assert!(
+            e.message.contains("duplicate field `event`"),
+            "{}",
+            e.message
+        );
+        let e = parse_request(br#"["ping", null, 1]"#).unwrap_err();
+        assert_eq!(e.message, "malformed frame: expected a JSON object");
+        let e = parse_request(br#"{"event":"x","data":{"a":}}"#).unwrap_err();
+        assert!(e.message.starts_with("malformed frame"), "{}", e.message);
+        let r = parse_request(br#"{"event":"e\u0041","data":null,"seqno":null}"#).unwrap();
+        assert_eq!(r.event, "eA");
+        assert!(r.data.is_null() && r.seqno.is_none());
+    }
+
+    #[test]
+    fn raw_data_goes_back_out_untouched() {
+        let r = parse_request(br#"{"event":"e","data":{"big":123456789012345678901234567890}}"#)
+            .unwrap();
+        let mut e = Envelope::new("e", &r.data);
+        e.timestamp = 1;
+        assert_eq!(
+            &*e.encode(),
+            r#"{"event":"e","data":{"big":123456789012345678901234567890},"code":0,"timestamp":1}"#
+        );
+        let null = Data::null();
+        let mut e = Envelope::new("e", &null);
+        e.timestamp = 1;
+        assert_eq!(&*e.encode(), r#"{"event":"e","code":0,"timestamp":1}"#);
     }
 
     #[test]

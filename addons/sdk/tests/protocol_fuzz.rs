@@ -30,7 +30,7 @@ proptest! {
         }
         let r = parse_request(frame.to_string().as_bytes()).unwrap();
         prop_assert_eq!(r.event, event);
-        prop_assert_eq!(r.data["n"].as_i64(), Some(n as i64));
+        prop_assert_eq!(r.data.to_value().unwrap()["n"].as_i64(), Some(n as i64));
         prop_assert_eq!(r.seqno.and_then(|v| v.as_i64()), seq);
     }
 

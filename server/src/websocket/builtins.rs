@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_sdk::event::{EventError, bind};
-use switchboard_sdk::protocol::{Push, code};
+use switchboard_sdk::protocol::{Data, Push, code};
 use switchboard_sdk::{Client, Tag};
 
 use super::WsState;
@@ -66,13 +66,13 @@ pub async fn handle(
     state: &WsState,
     client: &Arc<Client>,
     event: &str,
-    data: Value,
+    data: Data,
     client_ip: &str,
 ) -> Result<Value, EventError> {
     match event {
         "ping" => Ok(Value::Null),
         "join" => {
-            let arg: TagArg = bind(data)?;
+            let arg: TagArg = bind(&data)?;
             let tag = parse_tag(&arg.id, "id")?;
             if tag.is_system() {
                 return Err(EventError::forbidden(
@@ -89,7 +89,7 @@ pub async fn handle(
                 .map_err(tag_change_error)
         }
         "quit" => {
-            let arg: TagArg = bind(data)?;
+            let arg: TagArg = bind(&data)?;
             let tag = parse_tag(&arg.id, "id")?;
             if tag.is_system() {
                 return Err(EventError::forbidden(
@@ -106,7 +106,7 @@ pub async fn handle(
             if !state.cfg.client_publish {
                 return Err(EventError::forbidden("client publishing is disabled"));
             }
-            let arg: PublishArg = bind(data)?;
+            let arg: PublishArg = bind(&data)?;
             let tag = parse_tag(&arg.tag, "tag")?;
             if !client.tags_mut().contains(&tag) {
                 return Err(EventError::forbidden(
@@ -133,7 +133,7 @@ pub async fn handle(
         }
         "login" => login(state, client, data, client_ip).await,
         "recover" => {
-            let req: super::hub::RecoverRequest = bind(data)?;
+            let req: super::hub::RecoverRequest = bind(&data)?;
             match &state.cluster {
                 Some(c) => c.recover(client, req).await,
                 None => state.local.recover(client, req),
@@ -146,7 +146,7 @@ pub async fn handle(
 async fn login(
     state: &WsState,
     client: &Arc<Client>,
-    data: Value,
+    data: Data,
     client_ip: &str,
 ) -> Result<Value, EventError> {
     if client.identity().is_some() {
@@ -155,7 +155,7 @@ async fn login(
             "this connection is already identified",
         ));
     }
-    let arg: LoginArg = bind(data)?;
+    let arg: LoginArg = bind(&data)?;
     let (identity, token, user) = match (arg.token, arg.username, arg.password) {
         (Some(token), _, _) => {
             let identity = state

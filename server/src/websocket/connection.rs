@@ -11,7 +11,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard_sdk::event::{EventContext, EventError, Reply};
 use switchboard_sdk::outbox::{CloseRequest, Outbound};
-use switchboard_sdk::protocol::{self, Envelope, close, code, unix_now};
+use switchboard_sdk::protocol::{self, Envelope, FrameData, close, code, unix_now};
 use switchboard_sdk::{Client, Credential};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::WsState;
 use super::builtins;
+use super::io;
 use super::ratelimit::TokenBucket;
 
 /// How long to wait for the peer's close frame after sending ours.
@@ -40,8 +41,11 @@ enum Ending {
     Gone,
     /// The peer sent a close frame; tungstenite's reply has been flushed.
     PeerClosed(u16),
-    /// A write is stuck; drop without a close frame.
+    /// A control write is stuck; try a close frame briefly, then drop.
     Stuck,
+    /// One of our data-frame writes is stuck, maybe part-way through a frame: drop without
+    /// writing anything more.
+    Torn,
 }
 
 /// Runs a registered connection until it ends, then unregisters it.
@@ -71,6 +75,7 @@ where
             let _ = timeout(Duration::from_millis(500), ws.close(Some(frame))).await;
             close::SLOW_CLIENT
         }
+        Ending::Torn => close::SLOW_CLIENT,
     };
     state.metrics.closed(code);
 }
@@ -137,8 +142,8 @@ where
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => {
-                if let Ending::Stuck = Box::pin(flush(state, client, ws, &mut batch)).await {
-                    return Ending::Stuck;
+                if let ending @ Ending::Torn = Box::pin(flush(state, client, ws, &mut batch)).await {
+                    return ending;
                 }
                 return Ending::Close(close::GOING_AWAY, "server shutting down".into());
             }
@@ -151,8 +156,12 @@ where
             msg = ws.next() => {
                 let mut next = msg;
                 // Handle every frame that has already arrived before writing the replies, so a
-                // pipelining client gets one write for a batch instead of one per request.
+                // pipelining client gets one write for a batch instead of one per request. They
+                // arrived together: one clock reading serves the whole batch.
                 let mut handled = 0;
+                let arrived = Instant::now();
+                last_seen = arrived;
+                client.touch();
                 loop {
                     let msg = match next {
                         None => return Ending::Gone,
@@ -164,18 +173,16 @@ where
                             };
                         }
                     };
-                    last_seen = Instant::now();
-                    client.touch();
                     match msg {
                         Message::Text(t) => {
                             record_in(state, t.len());
                             // Boxed: handler futures (database, Redis) are large; inlined they
                             // would make every idle connection's task as big as the biggest.
-                            Box::pin(handle_frame(state, client, Bytes::from(t), false, &mut bucket, ip)).await;
+                            Box::pin(handle_frame(state, client, Bytes::from(t), false, (&mut bucket, arrived), ip)).await;
                         }
                         Message::Binary(b) => {
                             record_in(state, b.len());
-                            Box::pin(handle_frame(state, client, b, true, &mut bucket, ip)).await;
+                            Box::pin(handle_frame(state, client, b, true, (&mut bucket, arrived), ip)).await;
                         }
                         Message::Ping(_) => {
                             // tungstenite queued the pong; push it out now.
@@ -309,19 +316,15 @@ where
                 Outbound::Binary(b) => b.len(),
             })
             .sum();
+        // Control frames tungstenite still holds (a pong) go first, then ours, written
+        // directly from the shared payloads (see `io`).
         let write = async {
-            for frame in batch.drain(..) {
-                let msg = match frame {
-                    Outbound::Text(t) => Message::Text(t),
-                    Outbound::Binary(b) => Message::Binary(b),
-                };
-                ws.feed(msg).await?;
-            }
-            ws.flush().await
+            ws.flush().await.map_err(|_| ())?;
+            io::write_frames(ws.get_mut(), batch).await.map_err(|_| ())
         };
         match timeout(state.cfg.write_timeout, write).await {
-            Err(_) => return Ending::Stuck,
-            Ok(Err(_)) => return Ending::Gone,
+            Err(_) => return Ending::Torn,
+            Ok(Err(())) => return Ending::Gone,
             Ok(Ok(())) => {}
         }
         state.metrics.messages_out.add(frames);
@@ -337,16 +340,16 @@ where
     }
 }
 
-fn reply(
+fn reply<D: FrameData + ?Sized>(
     client: &Client,
     event: &str,
     seqno: Option<&Value>,
     binary: bool,
-    result: Result<Value, EventError>,
+    result: Result<&D, EventError>,
 ) {
     match result {
         Ok(data) => {
-            let mut env = Envelope::new(event, &data);
+            let mut env = Envelope::new(event, data);
             env.seqno = seqno;
             client.send_envelope(&env, binary);
         }
@@ -365,7 +368,7 @@ async fn handle_frame(
     client: &Arc<Client>,
     bytes: Bytes,
     binary: bool,
-    bucket: &mut TokenBucket,
+    (bucket, now): (&mut TokenBucket, Instant),
     ip: &str,
 ) {
     // An empty frame is a heartbeat (seed 002): no reply.
@@ -376,7 +379,7 @@ async fn handle_frame(
         Ok(r) => r,
         Err(bad) => {
             let event = bad.event.as_deref().unwrap_or(protocol::ERROR_EVENT);
-            reply(
+            reply::<Value>(
                 client,
                 event,
                 bad.seqno.as_ref(),
@@ -391,9 +394,9 @@ async fn handle_frame(
         // not recovering first, so stop holding their stream pushes.
         client.outbox().release();
     }
-    if !bucket.try_take() {
+    if !bucket.try_take_at(now.into_std()) {
         state.metrics.rate_limited.inc();
-        reply(
+        reply::<Value>(
             client,
             &req.event,
             req.seqno.as_ref(),
@@ -407,11 +410,17 @@ async fn handle_frame(
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(EventError::new(code::INTERNAL, "internal error")));
-        reply(client, &req.event, req.seqno.as_ref(), binary, result);
+        reply(
+            client,
+            &req.event,
+            req.seqno.as_ref(),
+            binary,
+            result.as_ref().map_err(Clone::clone),
+        );
         return;
     }
     let Some(route) = state.router.route(&req.event) else {
-        reply(
+        reply::<Value>(
             client,
             &req.event,
             req.seqno.as_ref(),
@@ -426,24 +435,23 @@ async fn handle_frame(
     let ctx = EventContext::new(
         client.clone(),
         state.hub.clone(),
-        &req.event,
+        route.name().clone(),
         req.seqno.clone(),
         binary,
     );
     let outcome = AssertUnwindSafe(state.router.dispatch(route, ctx, req.data))
         .catch_unwind()
         .await;
-    let result = match outcome {
-        Ok(Ok(Reply::Silent)) => return,
-        Ok(Ok(Reply::Data(v))) => Ok(v),
-        Ok(Err(e)) => Err(e),
+    let seqno = req.seqno.as_ref();
+    match outcome {
+        Ok(Ok(Reply::Silent)) => {}
+        Ok(Ok(Reply::Data(v))) => reply(client, &req.event, seqno, binary, Ok(&v)),
+        Ok(Ok(Reply::Raw(d))) => reply(client, &req.event, seqno, binary, Ok(&d)),
+        Ok(Err(e)) => reply::<Value>(client, &req.event, seqno, binary, Err(e)),
         Err(_) => {
             tracing::error!(event = %req.event, client = %client.id(), "event handler panicked");
-            Err(EventError::new(
-                code::INTERNAL,
-                "internal error: the handler failed",
-            ))
+            let e = EventError::new(code::INTERNAL, "internal error: the handler failed");
+            reply::<Value>(client, &req.event, seqno, binary, Err(e));
         }
-    };
-    reply(client, &req.event, req.seqno.as_ref(), binary, result);
+    }
 }

@@ -3,13 +3,16 @@
 
 use std::sync::Arc;
 
+use hyper_util::rt::TokioIo;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Request, Response};
 use switchboard_sdk::{Client, ClientInfo, Identity};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
 
+use super::io::SocketIo;
 use super::registry::LimitError;
 use super::{WsState, connection, useragent};
 use crate::error::json_error;
@@ -19,7 +22,9 @@ use crate::net;
 pub const SUBPROTOCOL: &str = "switchboard.v1";
 
 /// tungstenite settings: small buffers so idle sockets stay cheap, bounded writes, the
-/// configured message limit.
+/// configured message limit. tungstenite's write buffer only carries control frames (ping,
+/// pong, close): data frames are written by `io::write_frames`; large reads are served by the
+/// read-ahead in `io::SocketIo`.
 pub fn ws_config(state: &WsState) -> WebSocketConfig {
     let max = state.cfg.max_message_size;
     WebSocketConfig::default()
@@ -100,15 +105,18 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
             return json_error(StatusCode::TOO_MANY_REQUESTS, code, &e.to_string());
         }
     };
-    let on_upgrade = match req.take_upgrade() {
-        Ok(u) => u,
-        Err(_) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "websocket_required",
-                "connection cannot be upgraded",
-            );
-        }
+    // Our accept loop hands the upgrade over (see `RawUpgrade`); poem's own is not used, so
+    // the socket comes back as the plain TcpStream it is.
+    let Some(on_upgrade) = req
+        .extensions()
+        .get::<RawUpgrade>()
+        .and_then(RawUpgrade::take)
+    else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "connection cannot be upgraded",
+        );
     };
     // `?recover=1`: the client will send `recover` first; hold its stream pushes until then
     // so replayed and live pushes arrive in offset order.
@@ -150,12 +158,29 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let ws = WebSocketStream::from_raw_socket(upgraded, WsRole::Server, Some(config)).await;
+        let (io, early) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // Whatever hyper read past the request head belongs to the WebSocket. It is copied
+            // out: the `Bytes` would keep hyper's whole read buffer (8 KiB) alive for the life
+            // of the connection.
+            Ok(parts) => (parts.io.into_inner(), parts.read_buf.to_vec()),
+            Err(_) => {
+                tracing::error!("upgraded connection is not a TcpStream; dropped");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_partially_read(
+            SocketIo::new(io),
+            early,
+            WsRole::Server,
+            Some(config),
+        )
+        .await;
         if echo {
             drop(reservation);
             connection_echo(task_state, ws).await;
             return;
         }
+
         if let Some(cluster) = &task_state.cluster {
             let mut streams = vec![crate::websocket::hub::ALL_STREAM.to_string()];
             if let Some(u) = client.user_id() {
@@ -189,6 +214,26 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         );
     }
     resp
+}
+
+/// hyper's upgrade handle, moved out of poem's reach by the accept loop (`app.rs`) for requests
+/// that ask for an upgrade: poem's `Upgraded` boxes the socket and hides vectored writes; this
+/// gives the connection task the `TcpStream` itself.
+#[derive(Clone)]
+pub struct RawUpgrade(Arc<parking_lot::Mutex<Option<hyper::upgrade::OnUpgrade>>>);
+
+impl RawUpgrade {
+    /// Takes the upgrade handle out of a hyper request, if it has one.
+    pub fn extract<B>(req: &mut hyper::Request<B>) -> Option<Self> {
+        req.extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .map(|on| RawUpgrade(Arc::new(parking_lot::Mutex::new(Some(on)))))
+    }
+
+    /// The handle; `None` once taken.
+    pub fn take(&self) -> Option<hyper::upgrade::OnUpgrade> {
+        self.0.lock().take()
+    }
 }
 
 /// A raw echo over the same machinery (auth, limits, config): for the Autobahn testsuite.

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod handshake;
 pub mod history;
 pub mod hub;
+pub mod io;
 pub mod ratelimit;
 pub mod registry;
 pub mod useragent;
