@@ -131,6 +131,10 @@ where
     // removal for every push this socket receives.
     let timer = sleep_until(next_ping);
     tokio::pin!(timer);
+    // Created once: the token's waiter list is shared by every connection, and a fresh
+    // `cancelled()` per loop turn would lock it twice for every push this socket receives.
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
     let mut armed: Option<Instant> = None;
 
     loop {
@@ -141,7 +145,7 @@ where
         }
         tokio::select! {
             biased;
-            _ = state.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 if let ending @ Ending::Torn = Box::pin(flush(state, client, ws, &mut batch)).await {
                     return ending;
                 }

@@ -173,9 +173,14 @@ impl Registry {
         }
     }
 
-    fn remove_from_user(idx: &mut Indexes, user: UserId, id: &ClientId) {
+    fn remove_from_user(idx: &mut Indexes, user: UserId, client: &Client) {
         if let Some(list) = idx.users.get_mut(&user) {
-            list.retain(|c| c.id() != id);
+            // Found by identity, not by comparing id strings: a user may hold many sockets
+            // (a service account with a raised `max_connections_per_user`), and this runs under
+            // the registry's write lock. The order of a user's sockets carries no meaning.
+            if let Some(at) = list.iter().position(|c| std::ptr::eq(&**c, client)) {
+                list.swap_remove(at);
+            }
             if list.is_empty() {
                 idx.users.remove(&user);
             }
@@ -203,7 +208,7 @@ impl Registry {
         }
         let user = client.user_id();
         if let Some(u) = user {
-            Self::remove_from_user(&mut idx, u, client.id());
+            Self::remove_from_user(&mut idx, u, client);
         }
         let tags = std::mem::take(&mut *client.tags_mut());
         for tag in tags {
@@ -239,7 +244,7 @@ impl Registry {
         }
         let old_user = client.user_id();
         if let Some(u) = old_user {
-            Self::remove_from_user(&mut idx, u, client.id());
+            Self::remove_from_user(&mut idx, u, client);
             Self::uncount_user(&mut idx, u);
         }
         client.set_identity(Some(identity));
