@@ -410,6 +410,8 @@ impl Application {
             conns.spawn(async move {
                 let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
                     let route = route.clone();
+                    // A WebSocket upgrade keeps hyper's own handle (see `RawUpgrade`), so the
+                    // socket task gets the bare TcpStream back.
                     if req.headers().contains_key(hyper::header::UPGRADE) {
                         if let Some(raw) =
                             crate::websocket::handshake::RawUpgrade::extract(&mut req)
