@@ -257,7 +257,7 @@ fn malformed(message: impl fmt::Display) -> BadFrame {
     }
 }
 
-/// Parses a request frame's bytes (text or binary).
+/// Parses a binary request frame (its bytes must be UTF-8 JSON like any frame).
 ///
 /// Only `event` and `seqno` are parsed; `data` is checked to be well-formed JSON and kept as
 /// text ([`Data`]). A field given twice is refused.
@@ -269,16 +269,31 @@ fn malformed(message: impl fmt::Display) -> BadFrame {
 /// assert!(parse_request(b"nope").is_err());
 /// ```
 pub fn parse_request(bytes: &[u8]) -> Result<Request, BadFrame> {
-    // A struct also deserialises from a JSON array (fields by position): only objects are frames.
-    if bytes.trim_ascii_start().first() != Some(&b'{') {
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                Err(e) => malformed(e),
-                Ok(_) => malformed("expected a JSON object"),
-            },
-        );
+    expect_object(bytes)?;
+    request_from(serde_json::from_slice(bytes).map_err(malformed)?)
+}
+
+/// Parses a text request frame as [`parse_request`] does, without checking UTF-8 again (the
+/// WebSocket layer already checked a text frame's payload).
+pub fn parse_text_request(text: &str) -> Result<Request, BadFrame> {
+    expect_object(text.as_bytes())?;
+    request_from(serde_json::from_str(text).map_err(malformed)?)
+}
+
+/// A struct also deserialises from a JSON array (fields by position): only objects are frames.
+fn expect_object(bytes: &[u8]) -> Result<(), BadFrame> {
+    if bytes.trim_ascii_start().first() == Some(&b'{') {
+        return Ok(());
     }
-    let frame: RawFrame<'_> = serde_json::from_slice(bytes).map_err(malformed)?;
+    Err(
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(e) => malformed(e),
+            Ok(_) => malformed("expected a JSON object"),
+        },
+    )
+}
+
+fn request_from(frame: RawFrame<'_>) -> Result<Request, BadFrame> {
     let seqno = match frame
         .seqno
         .map(|raw| serde_json::from_str::<Value>(raw.get()))
@@ -502,7 +517,7 @@ mod tests {
         assert_eq!(e.message, "malformed frame: expected a JSON object");
         let e = parse_request(br#"{"event":"x","data":{"a":}}"#).unwrap_err();
         assert!(e.message.starts_with("malformed frame"), "{}", e.message);
-        let r = parse_request(br#"{"event":"e\u0041","data":null,"seqno":null}"#).unwrap();
+        let r = parse_text_request(r#"{"event":"e\u0041","data":null,"seqno":null}"#).unwrap();
         assert_eq!(r.event, "eA");
         assert!(r.data.is_null() && r.seqno.is_none());
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use switchboard_sdk::Tag;
-use switchboard_sdk::protocol::parse_request;
+use switchboard_sdk::protocol::{parse_request, parse_text_request};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -36,7 +36,8 @@ proptest! {
 
     #[test]
     fn json_shaped_noise_never_panics(s in r#"\{("[a-z]{0,6}":(null|true|[0-9]{0,30}|"[^"\\]{0,10}"|\[\]|\{\}),?){0,6}\}"#) {
-        let _ = parse_request(s.as_bytes());
+        // Text and binary frames are parsed by two entry points; they must agree.
+        prop_assert_eq!(parse_request(s.as_bytes()), parse_text_request(&s));
     }
 
     #[test]

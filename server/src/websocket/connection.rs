@@ -178,15 +178,20 @@ where
                         }
                     };
                     match msg {
+                        // An empty frame is a heartbeat (seed 002): no reply.
+                        Message::Text(t) if t.is_empty() => record_in(state, 0),
+                        Message::Binary(b) if b.is_empty() => record_in(state, 0),
                         Message::Text(t) => {
                             record_in(state, t.len());
+                            let req = protocol::parse_text_request(&t);
                             // Boxed: handler futures (database, Redis) are large; inlined they
                             // would make every idle connection's task as big as the biggest.
-                            Box::pin(handle_frame(state, client, Bytes::from(t), false, (&mut bucket, arrived), ip)).await;
+                            Box::pin(handle_request(state, client, req, false, (&mut bucket, arrived), ip)).await;
                         }
                         Message::Binary(b) => {
                             record_in(state, b.len());
-                            Box::pin(handle_frame(state, client, b, true, (&mut bucket, arrived), ip)).await;
+                            let req = protocol::parse_request(&b);
+                            Box::pin(handle_request(state, client, req, true, (&mut bucket, arrived), ip)).await;
                         }
                         Message::Ping(_) => {
                             // tungstenite queued the pong; push it out now.
@@ -349,7 +354,7 @@ fn reply<D: FrameData + ?Sized>(
     event: &str,
     seqno: Option<&Value>,
     binary: bool,
-    result: Result<&D, EventError>,
+    result: Result<&D, &EventError>,
 ) {
     match result {
         Ok(data) => {
@@ -367,19 +372,15 @@ fn reply<D: FrameData + ?Sized>(
     }
 }
 
-async fn handle_frame(
+async fn handle_request(
     state: &WsState,
     client: &Arc<Client>,
-    bytes: Bytes,
+    parsed: Result<protocol::Request, protocol::BadFrame>,
     binary: bool,
     (bucket, now): (&mut TokenBucket, Instant),
     ip: &str,
 ) {
-    // An empty frame is a heartbeat (seed 002): no reply.
-    if bytes.is_empty() {
-        return;
-    }
-    let req = match protocol::parse_request(&bytes) {
+    let req = match parsed {
         Ok(r) => r,
         Err(bad) => {
             let event = bad.event.as_deref().unwrap_or(protocol::ERROR_EVENT);
@@ -388,7 +389,7 @@ async fn handle_frame(
                 event,
                 bad.seqno.as_ref(),
                 binary,
-                Err(EventError::bad_request(bad.message)),
+                Err(&EventError::bad_request(bad.message)),
             );
             return;
         }
@@ -405,7 +406,7 @@ async fn handle_frame(
             &req.event,
             req.seqno.as_ref(),
             binary,
-            Err(EventError::new(code::RATE_LIMITED, "rate limit exceeded")),
+            Err(&EventError::new(code::RATE_LIMITED, "rate limit exceeded")),
         );
         return;
     }
@@ -419,7 +420,7 @@ async fn handle_frame(
             &req.event,
             req.seqno.as_ref(),
             binary,
-            result.as_ref().map_err(Clone::clone),
+            result.as_ref(),
         );
         return;
     }
@@ -429,7 +430,7 @@ async fn handle_frame(
             &req.event,
             req.seqno.as_ref(),
             binary,
-            Err(EventError::not_found(format!(
+            Err(&EventError::not_found(format!(
                 "unknown event `{}`",
                 req.event
             ))),
@@ -451,11 +452,11 @@ async fn handle_frame(
         Ok(Ok(Reply::Silent)) => {}
         Ok(Ok(Reply::Data(v))) => reply(client, &req.event, seqno, binary, Ok(&v)),
         Ok(Ok(Reply::Raw(d))) => reply(client, &req.event, seqno, binary, Ok(&d)),
-        Ok(Err(e)) => reply::<Value>(client, &req.event, seqno, binary, Err(e)),
+        Ok(Err(e)) => reply::<Value>(client, &req.event, seqno, binary, Err(&e)),
         Err(_) => {
             tracing::error!(event = %req.event, client = %client.id(), "event handler panicked");
             let e = EventError::new(code::INTERNAL, "internal error: the handler failed");
-            reply::<Value>(client, &req.event, seqno, binary, Err(e));
+            reply::<Value>(client, &req.event, seqno, binary, Err(&e));
         }
     }
 }

@@ -49,8 +49,8 @@ impl<S> SocketIo<S> {
         }
     }
 
-    /// Whether the read-ahead buffer is allocated (for tests and metrics).
-    pub fn reading_ahead(&self) -> bool {
+    #[cfg(test)]
+    fn reading_ahead(&self) -> bool {
         self.ahead.is_some()
     }
 }
