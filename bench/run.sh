@@ -16,6 +16,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 cd "$BENCH_DIR"
+# shellcheck source=switchboard.sh
+. "$BENCH_DIR/switchboard.sh"
 
 QUICK=0
 SYSTEMS="switchboard bare-tungstenite node-ws socketio-node socketioxide"
@@ -87,14 +89,7 @@ start_system() {
   case "$system" in
     switchboard)
       DATA_DIR=$(mktemp -d)
-      # Limits that would refuse a benchmark's traffic are lifted; everything else is the default
-      # configuration (25 s ping, 64 KiB messages, 1 MiB send queues, info-level logs off).
-      env SWITCHBOARD_SERVER__ADDRESS="$addr" SWITCHBOARD_SERVER__DATA_DIR="$DATA_DIR" \
-        SWITCHBOARD_AUTH__ADMIN_PASSWORD="$PASSWORD" \
-        SWITCHBOARD_WEBSOCKET__MAX_CONNECTIONS_PER_USER=100000 \
-        SWITCHBOARD_WEBSOCKET__RATE_LIMIT__PER_SECOND=1000000 \
-        SWITCHBOARD_WEBSOCKET__RATE_LIMIT__BURST=1000000 \
-        RUST_LOG=warn "$SB_BIN" >"$LOGS/$system.log" 2>&1 &
+      start_switchboard "$SB_BIN" "$addr" "$DATA_DIR" "$PASSWORD" "$LOGS/$system.log"
       ;;
     bare-tungstenite) "$BIN/peer-bare-tungstenite" "$addr" >"$LOGS/$system.log" 2>&1 & ;;
     socketioxide) "$BIN/peer-socketioxide" "$addr" >"$LOGS/$system.log" 2>&1 & ;;

@@ -33,6 +33,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=switchboard.sh
+. "$BENCH_DIR/switchboard.sh"
 COMMAND="bench/soak.sh $*"
 MINUTES=30
 EXTRA=()
@@ -85,13 +87,8 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# The bench's usual configuration: defaults, except the limits a load test trips on purpose.
-env SWITCHBOARD_SERVER__ADDRESS="$ADDR" SWITCHBOARD_SERVER__DATA_DIR="$DATA_DIR" \
-  SWITCHBOARD_AUTH__ADMIN_PASSWORD="$PASSWORD" \
-  SWITCHBOARD_WEBSOCKET__MAX_CONNECTIONS_PER_USER=100000 \
-  SWITCHBOARD_WEBSOCKET__RATE_LIMIT__PER_SECOND=1000000 \
-  SWITCHBOARD_WEBSOCKET__RATE_LIMIT__BURST=1000000 \
-  RUST_LOG=warn "$SB_BIN" >"$SERVER_LOG" 2>&1 &
+# The bench's usual configuration (switchboard.sh).
+start_switchboard "$SB_BIN" "$ADDR" "$DATA_DIR" "$PASSWORD" "$SERVER_LOG"
 PID=$!
 ready=0
 for _ in $(seq 1 300); do

@@ -133,17 +133,7 @@ impl Target {
         let mut users = Vec::with_capacity(n);
         for i in 1..=n {
             let name = format!("bench-u{i}");
-            let body = json!({"username": name, "password": self.password, "roles": ["member"]});
-            let resp = http
-                .post("/api/users", self.bearer(), body.to_string().as_bytes())
-                .await?;
-            if resp.status != 201 && resp.status != 409 {
-                bail!(
-                    "POST /api/users answered {}: {}",
-                    resp.status,
-                    String::from_utf8_lossy(&resp.body)
-                );
-            }
+            create_member(&mut http, self.bearer(), &name, &self.password).await?;
             users.push(self.login(&name, &self.password).await?);
         }
         Ok(users)
@@ -322,6 +312,27 @@ impl Conn {
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(None)).await;
     }
+}
+
+/// Creates a member user through Switchboard's API; one left by an earlier run (409) will do.
+pub async fn create_member(
+    http: &mut HttpClient,
+    bearer: Option<&str>,
+    name: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let body = json!({"username": name, "password": password, "roles": ["member"]});
+    let resp = http
+        .post("/api/users", bearer, body.to_string().as_bytes())
+        .await?;
+    if resp.status != 201 && resp.status != 409 {
+        bail!(
+            "POST /api/users answered {}: {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    Ok(())
 }
 
 /// Extracts the unsigned integer after `"key":` in a JSON text without parsing the whole frame:

@@ -45,6 +45,7 @@ use crate::net::Sources;
 use crate::procfs;
 use crate::stats::{Recorder, secs, summary, unix_nanos};
 use crate::target::ECHO_EVENT;
+use crate::target::create_member;
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {
@@ -218,6 +219,23 @@ async fn next_frame(ws: &mut Ws) -> Frame {
 
 /// Opens a WebSocket as the holder of `token` and reads the `connected` greeting; returns the
 /// connection and its id. `rcvbuf` shrinks the socket's receive buffer (slow clients).
+/// [`connect`], or on failure: the error recorded and a second's pause before the caller retries.
+async fn connect_or_pause(
+    sh: &Shared,
+    token: &str,
+    rcvbuf: Option<u32>,
+    who: &str,
+) -> Option<(Ws, String)> {
+    match connect(sh, token, rcvbuf).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            sh.error("connect_failed", format!("{who}{e:#}"));
+            sleep(Duration::from_secs(1)).await;
+            None
+        }
+    }
+}
+
 async fn connect(sh: &Shared, token: &str, rcvbuf: Option<u32>) -> anyhow::Result<(Ws, String)> {
     let inner = async {
         let tcp = match rcvbuf {
@@ -306,13 +324,8 @@ async fn slot(sh: Arc<Shared>, i: usize, start_delay: Duration) {
     let mut first = true;
     while !sh.stopping() {
         let (_, token) = &sh.tokens[i % sh.tokens.len()];
-        let (ws, id) = match connect(&sh, token, None).await {
-            Ok(c) => c,
-            Err(e) => {
-                sh.error("connect_failed", format!("{e:#}"));
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        let Some((ws, id)) = connect_or_pause(&sh, token, None, "").await else {
+            continue;
         };
         sh.count("connects", 1);
         let life = if first {
@@ -608,13 +621,10 @@ async fn slow_client(sh: Arc<Shared>, i: usize) {
     sleep(Duration::from_secs(5 + 3 * i as u64)).await;
     while !sh.stopping() {
         let (_, token) = &sh.tokens[(i + 7) % sh.tokens.len()];
-        let (mut ws, id) = match connect(&sh, token, Some(16 * 1024)).await {
-            Ok(c) => c,
-            Err(e) => {
-                sh.error("connect_failed", format!("slow client: {e:#}"));
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        let Some((mut ws, id)) =
+            connect_or_pause(&sh, token, Some(16 * 1024), "slow client: ").await
+        else {
+            continue;
         };
         sh.count("slow_cycles", 1);
         // Flood until a write blocks (everything between us and the server is full), at most 60 s.
@@ -797,17 +807,7 @@ async fn users(
     let mut out = Vec::with_capacity(n);
     for i in 1..=n {
         let name = format!("soak-u{i}");
-        let body = json!({"username": name, "password": password, "roles": ["member"]});
-        let r = http
-            .post("/api/users", Some(bearer), body.to_string().as_bytes())
-            .await?;
-        if r.status != 201 && r.status != 409 {
-            bail!(
-                "POST /api/users answered {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
-        }
+        create_member(&mut http, Some(bearer), &name, password).await?;
         let body = json!({"username": name, "password": password}).to_string();
         let r = http.post("/api/auth/login", None, body.as_bytes()).await?;
         let v = r.json();
