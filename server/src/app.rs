@@ -23,10 +23,13 @@ use crate::api::users::UsersApi;
 use crate::api::websocket::WebSocketApi;
 use crate::auth::service::load_or_create_secret;
 use crate::auth::{AuthMiddleware, AuthService, ExemptList};
-use crate::cluster::{Cluster, ClusterSettings};
+use crate::cluster::queue::QueueConsumer;
+use crate::cluster::{RedisBackend, RedisSettings};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
+use crate::node::memory::MemoryBackend;
+use crate::node::{Broker, Node, Presence};
 use crate::web::WebFiles;
 use crate::websocket::history::MemoryHistory;
 use crate::websocket::registry::Limits;
@@ -92,9 +95,11 @@ fn healthz() -> Response {
 #[handler]
 async fn readyz(state: Data<&Arc<AppState>>) -> Response {
     let db_ok = state.db.ping().await.is_ok();
-    let redis = match &state.ws.cluster {
-        None => None,
-        Some(c) => Some(c.ping().await && c.is_ready()),
+    let node = &state.ws.node;
+    let redis = if node.is_clustered() {
+        Some(node.check().await)
+    } else {
+        None
     };
     let ready = db_ok && redis != Some(false);
     let body = serde_json::json!({
@@ -159,33 +164,56 @@ impl Application {
         ));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let cluster = if cfg.cluster.redis_url.is_empty() {
-            None
-        } else {
-            let settings = ClusterSettings {
-                redis_url: cfg.cluster.redis_url.clone(),
-                prefix: cfg.cluster.prefix.clone(),
-                node: node.clone(),
-                history_size: cfg.history.size,
-                history_ttl: cfg.history.ttl,
-                queue_claim_idle: cfg.cluster.queue_claim_idle,
+        // The one place that chooses the backend: memory for a single node, Redis for a
+        // cluster. Everything above the node is the same code in both modes.
+        let (broker, presence, redis): (Arc<dyn Broker>, Arc<dyn Presence>, _) =
+            if cfg.cluster.redis_url.is_empty() {
+                let memory = Arc::new(MemoryBackend::new(
+                    local.clone(),
+                    auth.clone(),
+                    cfg.websocket.max_tags_per_connection,
+                ));
+                (memory.clone(), memory, None)
+            } else {
+                let settings = RedisSettings {
+                    redis_url: cfg.cluster.redis_url.clone(),
+                    prefix: cfg.cluster.prefix.clone(),
+                    node: node.clone(),
+                    history_size: cfg.history.size,
+                    history_ttl: cfg.history.ttl,
+                    max_per_user: cfg.websocket.max_connections_per_user,
+                    max_tags: cfg.websocket.max_tags_per_connection,
+                };
+                let backend = RedisBackend::start(
+                    settings,
+                    registry.clone(),
+                    auth.clone(),
+                    shutdown.clone(),
+                    &tasks,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?;
+                auth.share_login_limit(crate::auth::service::SharedLimiter::new(
+                    backend.connection(),
+                    backend.prefix(),
+                    auth.config().login_max_failures,
+                ));
+                tracing::info!(node = %node, "cluster mode on Redis");
+                (backend.clone(), backend.clone(), Some(backend))
             };
-            let c = Cluster::start(
-                settings,
-                local.clone(),
-                auth.clone(),
-                shutdown.clone(),
-                &tasks,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?;
-            tracing::info!(node = %node, "cluster mode on Redis");
-            Some(c)
-        };
-        let hub: Arc<dyn Hub> = match &cluster {
-            Some(c) => c.clone(),
-            None => local.clone(),
-        };
+        let node_facade = Arc::new(Node::new(registry.clone(), broker, presence, auth.clone()));
+        if let Some(backend) = &redis {
+            let consumer = QueueConsumer {
+                client: backend.client().clone(),
+                prefix: cfg.cluster.prefix.clone(),
+                consumer: node.clone(),
+                claim_idle: cfg.cluster.queue_claim_idle,
+                node: node_facade.clone(),
+            };
+            let stop = shutdown.clone();
+            tasks.spawn(crate::cluster::queue::run(consumer, stop));
+        }
+        let hub: Arc<dyn Hub> = node_facade.clone();
 
         let addons = Addons::default();
         let mut events = EventRegistry::new();
@@ -203,9 +231,7 @@ impl Application {
 
         let ws = Arc::new(WsState {
             cfg: cfg.websocket.clone(),
-            registry: registry.clone(),
-            hub: hub.clone(),
-            local: local.clone(),
+            node: node_facade.clone(),
             router: Arc::new(router),
             auth: auth.clone(),
             metrics: metrics.clone(),
@@ -213,7 +239,6 @@ impl Application {
             tasks: tasks.clone(),
             proxies: TrustedProxies::new(&cfg.server.trusted_proxies),
             socket_exempt: exempt.matches(&cfg.websocket.path),
-            cluster: cluster.clone(),
         });
         let state = Arc::new(AppState {
             cfg: cfg.clone(),

@@ -21,6 +21,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod random;
 pub mod web;
 pub mod websocket;

@@ -43,7 +43,7 @@ async fn pushes_missed_while_away_are_replayed_in_order_then_recovered_true() {
     );
     let epoch = first["epoch"].as_str().unwrap().to_string();
     drop(ws);
-    let reg = app.state.ws.registry.clone();
+    let reg = app.state.ws.registry().clone();
     eventually(Duration::from_secs(5), || {
         reg.user_clients(switchboard_sdk::UserId(uid)).is_empty()
     })
@@ -82,7 +82,7 @@ async fn stale_epoch_or_a_gap_longer_than_history_answers_false() {
         .unwrap()
         .to_string();
     drop(ws);
-    let reg = app.state.ws.registry.clone();
+    let reg = app.state.ws.registry().clone();
     eventually(Duration::from_secs(5), || {
         reg.user_clients(switchboard_sdk::UserId(uid)).is_empty()
     })
@@ -135,7 +135,7 @@ async fn a_tag_stream_recovers_and_other_users_streams_are_forbidden() {
     assert_eq!(first["stream"], "tag:news");
     let epoch = first["epoch"].as_str().unwrap().to_string();
     drop(ws);
-    let reg = app.state.ws.registry.clone();
+    let reg = app.state.ws.registry().clone();
     eventually(Duration::from_secs(5), || reg.tag_counts().is_empty()).await;
     for d in 2..=3 {
         app.post(
@@ -183,7 +183,7 @@ async fn pushes_racing_with_recovery_arrive_exactly_once_in_offset_order() {
         .unwrap()
         .to_string();
     drop(ws);
-    let hub = app.state.ws.hub.clone();
+    let hub: std::sync::Arc<dyn switchboard_sdk::Hub> = app.state.ws.node.clone();
     for n in 0..50 {
         hub.send_to_user(
             switchboard_sdk::UserId(uid),

@@ -408,7 +408,7 @@ async fn malformed_envelopes_get_400_replies_and_the_connection_lives_on() {
 
     assert_alive(&mut ws).await;
     assert_eq!(
-        app.state.ws.registry.counts().0,
+        app.state.ws.registry().counts().0,
         1,
         "still exactly one connection"
     );
@@ -960,7 +960,11 @@ async fn plain_http_on_the_socket_path_is_a_json_400_not_an_upgrade() {
         assert_eq!(body["code"], code);
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    assert_eq!(app.state.ws.registry.counts().0, 0, "nothing was upgraded");
+    assert_eq!(
+        app.state.ws.registry().counts().0,
+        0,
+        "nothing was upgraded"
+    );
 }
 
 /// Trickles `head` one byte at a time and returns how long the server kept the connection
@@ -1141,7 +1145,7 @@ async fn a_flood_beyond_max_connections_gets_429_while_existing_clients_keep_wor
         );
         survivors.push(ws);
     }
-    assert_eq!(app.state.ws.registry.counts().0, LIMIT);
+    assert_eq!(app.state.ws.registry().counts().0, LIMIT);
     // A slot freed by a leaving client is usable again.
     survivors.pop().unwrap().close(None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -292,7 +292,7 @@ async fn forged_jwts_are_refused_with_401_on_http_and_on_the_websocket_handshake
         );
     }
     assert_eq!(
-        app.state.ws.registry.counts().0,
+        app.state.ws.registry().counts().0,
         0,
         "no forged socket got in"
     );
@@ -1190,7 +1190,7 @@ async fn only_allowed_origins_may_open_a_websocket() {
         assert_eq!(status, 403, "Origin {evil:?}");
         assert_eq!(body["code"], "origin_not_allowed", "Origin {evil:?}");
     }
-    assert_eq!(app.state.ws.registry.counts().0, 0);
+    assert_eq!(app.state.ws.registry().counts().0, 0);
 }
 
 #[tokio::test]

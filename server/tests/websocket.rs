@@ -479,7 +479,7 @@ async fn a_client_that_stops_reading_is_cut_off_with_4008_and_others_still_get_p
     let (slow, slow_hello) = app.ws(&app.admin_token).await;
     let (_, member) = app.user("fast", &["member"]).await;
     let (mut fast, _) = app.ws(&member).await;
-    let hub = app.state.ws.hub.clone();
+    let hub: std::sync::Arc<dyn switchboard_sdk::Hub> = app.state.ws.node.clone();
     let payload = json!({"blob": "y".repeat(16 * 1024)});
     let slow_id = switchboard_sdk::ClientId::parse(slow_hello["id"].as_str().unwrap()).unwrap();
     // Flood the slow client (it never reads) until the server gives up on it.
@@ -492,7 +492,7 @@ async fn a_client_that_stops_reading_is_cut_off_with_4008_and_others_still_get_p
                 switchboard_sdk::Push::new("flood", payload.clone()),
             )
             .await;
-        if app.state.ws.registry.get(&slow_id).is_none() {
+        if app.state.ws.registry().get(&slow_id).is_none() {
             cut = true;
             break;
         }
@@ -534,7 +534,7 @@ async fn a_thousand_abrupt_disconnects_leave_no_index_entries() {
         }
         drop(ws); // no close handshake
     }
-    let reg = app.state.ws.registry.clone();
+    let reg = app.state.ws.registry().clone();
     eventually(Duration::from_secs(20), || reg.is_empty()).await;
 }
 

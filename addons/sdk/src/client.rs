@@ -220,6 +220,10 @@ impl Client {
     pub fn tags(&self) -> Vec<Tag> {
         self.tags.lock().iter().cloned().collect()
     }
+    /// Whether the connection is in `tag`.
+    pub fn has_tag(&self, tag: &Tag) -> bool {
+        self.tags.lock().contains(tag)
+    }
     /// Number of tags.
     pub fn tag_count(&self) -> usize {
         self.tags.lock().len()

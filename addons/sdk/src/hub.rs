@@ -9,8 +9,34 @@ use crate::identity::UserId;
 use crate::protocol::Push;
 use crate::tag::Tag;
 
-/// The connection hub. Every send returns how many connections it reached (cluster-wide in
-/// cluster mode); none of them waits on a slow socket.
+/// Who a push is for. The same type is used by the HTTP API, the queue, the cluster bus and
+/// the sdk's send functions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// Every connection (stream `all`).
+    All,
+    /// One connection (no stream; not replayable).
+    Client(ClientId),
+    /// Every device of a user (stream `user:<id>`).
+    User(UserId),
+    /// Every member of a tag (stream `tag:<name>`).
+    Tag(Tag),
+}
+
+impl Audience {
+    /// The delivery stream of this audience (`None` for a single connection).
+    pub fn stream(&self) -> Option<String> {
+        match self {
+            Audience::All => Some("all".to_string()),
+            Audience::Client(_) => None,
+            Audience::User(u) => Some(format!("user:{u}")),
+            Audience::Tag(t) => Some(format!("tag:{t}")),
+        }
+    }
+}
+
+/// The connection hub. Every send returns how many connections it is addressed to
+/// (cluster-wide in cluster mode); none of them waits on a slow socket or a slow node.
 ///
 /// ```no_run
 /// # use switchboard_sdk::{Hub, Push, UserId};
@@ -22,14 +48,24 @@ use crate::tag::Tag;
 /// ```
 #[async_trait]
 pub trait Hub: Send + Sync + 'static {
+    /// Pushes to an audience.
+    async fn send(&self, audience: &Audience, push: Push) -> usize;
     /// Pushes to every connection (stream `all`).
-    async fn send_to_all(&self, push: Push) -> usize;
+    async fn send_to_all(&self, push: Push) -> usize {
+        self.send(&Audience::All, push).await
+    }
     /// Pushes to one connection (no stream; not replayable).
-    async fn send_to_client(&self, id: &ClientId, push: Push) -> usize;
+    async fn send_to_client(&self, id: &ClientId, push: Push) -> usize {
+        self.send(&Audience::Client(id.clone()), push).await
+    }
     /// Pushes to every device of a user (stream `user:<id>`).
-    async fn send_to_user(&self, user: UserId, push: Push) -> usize;
+    async fn send_to_user(&self, user: UserId, push: Push) -> usize {
+        self.send(&Audience::User(user), push).await
+    }
     /// Pushes to every member of a tag (stream `tag:<name>`).
-    async fn send_to_tag(&self, tag: &Tag, push: Push) -> usize;
+    async fn send_to_tag(&self, tag: &Tag, push: Push) -> usize {
+        self.send(&Audience::Tag(tag.clone()), push).await
+    }
     /// A connection held by this node.
     fn client(&self, id: &ClientId) -> Option<Arc<Client>>;
     /// The connections of a user held by this node.

@@ -22,7 +22,7 @@ pub use addon::{Addon, AddonContext};
 pub use async_trait::async_trait;
 pub use client::{Client, ClientId, ClientInfo, Session};
 pub use event::{EventContext, EventError, EventRegistry, EventResult, Reply};
-pub use hub::Hub;
+pub use hub::{Audience, Hub};
 pub use identity::{Credential, Identity, Role, UserId};
 pub use protocol::{Data, Push};
 pub use tag::Tag;

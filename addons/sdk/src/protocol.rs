@@ -46,6 +46,8 @@ pub mod close {
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// Message over `websocket.max_message_size`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// This node lost its place in the cluster (its presence vanished): reconnect and recover.
+    pub const SERVICE_RESTART: u16 = 1012;
     /// Kicked by an operator.
     pub const KICKED: u16 = 4001;
     /// Token revoked or expired while connected.

@@ -112,29 +112,16 @@ impl AuthApi {
             .await?;
         tracing::info!(user = %issued.user.username, %ip, "login");
         if !self.0.cfg.auth.multi_login {
-            // Older tokens are now invalid; their sockets go too.
-            let uid = switchboard_sdk::UserId(issued.user.id);
-            let token_jti = match &issued.identity.credential {
-                Credential::Token { jti, .. } => jti.clone(),
-                Credential::ApiKey { .. } => String::new(),
-            };
-            for c in self.0.ws.registry.user_clients(uid) {
-                let same = c.identity().is_some_and(
-                    |i| matches!(&i.credential, Credential::Token { jti, .. } if *jti == token_jti),
-                );
-                if !same {
-                    c.close(close::TOKEN_REVOKED, "logged in elsewhere", true);
-                }
-            }
-            if let Some(cluster) = &self.0.ws.cluster {
-                cluster
-                    .user_changed(
-                        issued.user.id,
-                        Some(close::TOKEN_REVOKED),
-                        "logged in elsewhere",
-                    )
-                    .await;
-            }
+            // Older tokens are now invalid; their sockets go too (the new token has none yet).
+            self.0
+                .ws
+                .node
+                .user_changed(
+                    switchboard_sdk::UserId(issued.user.id),
+                    Some(close::TOKEN_REVOKED),
+                    "logged in elsewhere",
+                )
+                .await?;
         }
         Ok(Json(LoginResponse {
             token: issued.token,
@@ -165,18 +152,10 @@ impl AuthApi {
             ));
         };
         self.0.auth.revoke(jti, *expires_at).await?;
-        if let (Some(cluster), Some(u)) = (&self.0.ws.cluster, identity.user_id) {
-            cluster.revoked(jti, *expires_at, u.0).await;
-        }
-        let closed = identity
-            .user_id
-            .map(|u| {
-                self.0
-                    .ws
-                    .registry
-                    .close_token(u, jti, close::TOKEN_REVOKED, "logged out")
-            })
-            .unwrap_or(0);
+        let closed = match identity.user_id {
+            Some(u) => self.0.ws.node.token_revoked(jti, *expires_at, u).await?,
+            None => 0,
+        };
         Ok(Json(LogoutResponse {
             closed: closed as u64,
         }))

@@ -138,19 +138,12 @@ impl UsersApi {
                 },
             )
             .await?;
-        if change.tokens_revoked {
-            self.0.ws.registry.close_user(
-                UserId(u.id),
-                close::TOKEN_REVOKED,
-                "credentials changed",
-            );
-        }
-        if let Some(cluster) = &self.0.ws.cluster {
-            let close_code = change.tokens_revoked.then_some(close::TOKEN_REVOKED);
-            cluster
-                .user_changed(u.id, close_code, "credentials changed")
-                .await;
-        }
+        let close_code = change.tokens_revoked.then_some(close::TOKEN_REVOKED);
+        self.0
+            .ws
+            .node
+            .user_changed(UserId(u.id), close_code, "credentials changed")
+            .await?;
         tracing::info!(by = %who.username, user = %u.username, "user changed");
         Ok(Json(u.into()))
     }
@@ -165,13 +158,9 @@ impl UsersApi {
         self.0.auth.delete_user(id.0).await?;
         self.0
             .ws
-            .registry
-            .close_user(UserId(id.0), close::TOKEN_REVOKED, "user deleted");
-        if let Some(cluster) = &self.0.ws.cluster {
-            cluster
-                .user_changed(id.0, Some(close::TOKEN_REVOKED), "user deleted")
-                .await;
-        }
+            .node
+            .user_changed(UserId(id.0), Some(close::TOKEN_REVOKED), "user deleted")
+            .await?;
         Ok(Deleted::Ok)
     }
 }

@@ -8,12 +8,26 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
-use switchboard_sdk::api::{ApiAuth, ApiError, Delivered};
-use switchboard_sdk::protocol::{MAX_EVENT_LEN, Push, close};
-use switchboard_sdk::{Client, ClientId, Role, Tag, UserId};
+use switchboard_sdk::api::{ApiAuth, ApiError, Delivered, ErrorBody};
+use switchboard_sdk::protocol::{MAX_EVENT_LEN, Push};
+use switchboard_sdk::{Audience, ClientId, Role, Tag, UserId};
 
 use super::{ApiTags, AppState};
-use crate::cluster::presence::Row;
+use crate::node::rows::MAX_PAGE_SIZE;
+use crate::node::{NodeError, OnlineQuery, Row, Target};
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Unavailable(_) => ApiError::Unavailable(Json(ErrorBody {
+                code: "cluster_unavailable".into(),
+                message: e.to_string(),
+            })),
+            NodeError::TooManyTags(_) => ApiError::conflict(e.to_string()),
+            NodeError::Limit(_) => ApiError::too_many_requests(e.to_string()),
+        }
+    }
+}
 
 fn check_event(event: &str) -> Result<(), ApiError> {
     if event.is_empty() || event.len() > MAX_EVENT_LEN {
@@ -247,22 +261,26 @@ pub struct Stats {
 pub struct WebSocketApi(pub Arc<AppState>);
 
 impl WebSocketApi {
-    fn targets(
-        &self,
-        client_id: &Option<String>,
-        user_id: Option<i64>,
-    ) -> Result<Vec<Arc<Client>>, ApiError> {
+    fn target(client_id: &Option<String>, user_id: Option<i64>) -> Result<Target, ApiError> {
         match (client_id, user_id) {
-            (Some(id), None) => {
-                let id = parse_client_id(id)?;
-                Ok(self.0.ws.registry.get(&id).into_iter().collect())
-            }
-            (None, Some(u)) => Ok(self.0.ws.registry.user_clients(UserId(u))),
+            (Some(id), None) => Ok(Target::Client(parse_client_id(id)?)),
+            (None, Some(u)) => Ok(Target::User(UserId(u))),
             _ => Err(ApiError::invalid_field(
                 "clientId",
                 "give exactly one of clientId or userId",
             )),
         }
+    }
+
+    async fn send(
+        &self,
+        audience: Audience,
+        event: String,
+        data: Option<Value>,
+    ) -> Result<usize, ApiError> {
+        check_event(&event)?;
+        let push = Push::new(event, data.unwrap_or(Value::Null));
+        Ok(self.0.ws.node.send(&audience, &push).await?)
     }
 }
 
@@ -278,18 +296,10 @@ impl WebSocketApi {
         body: Json<SendAll>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
-        check_event(&body.event)?;
         let body = body.0;
-        let n = self
-            .0
-            .ws
-            .hub
-            .send_to_all(Push::new(
-                body.event.clone(),
-                body.data.unwrap_or(Value::Null),
-            ))
-            .await;
-        tracing::info!(target: "audit", by = %who.username, to = "all", event = %body.event, delivered = n, "send");
+        let event = body.event.clone();
+        let n = self.send(Audience::All, body.event, body.data).await?;
+        tracing::info!(target: "audit", by = %who.username, to = "all", event = %event, delivered = n, "send");
         Ok(Json(Delivered {
             delivered: n as u64,
         }))
@@ -305,19 +315,13 @@ impl WebSocketApi {
         body: Json<SendClient>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
-        check_event(&body.event)?;
         let id = parse_client_id(&body.client_id)?;
         let body = body.0;
+        let event = body.event.clone();
         let n = self
-            .0
-            .ws
-            .hub
-            .send_to_client(
-                &id,
-                Push::new(body.event.clone(), body.data.unwrap_or(Value::Null)),
-            )
-            .await;
-        tracing::info!(target: "audit", by = %who.username, to = %id, event = %body.event, delivered = n, "send");
+            .send(Audience::Client(id.clone()), body.event, body.data)
+            .await?;
+        tracing::info!(target: "audit", by = %who.username, to = %id, event = %event, delivered = n, "send");
         if n == 0 {
             return Err(ApiError::not_found(format!("client {id} is not online")));
         }
@@ -334,18 +338,12 @@ impl WebSocketApi {
         body: Json<SendUser>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
-        check_event(&body.event)?;
         let body = body.0;
+        let (user, event) = (body.user_id, body.event.clone());
         let n = self
-            .0
-            .ws
-            .hub
-            .send_to_user(
-                UserId(body.user_id),
-                Push::new(body.event.clone(), body.data.unwrap_or(Value::Null)),
-            )
-            .await;
-        tracing::info!(target: "audit", by = %who.username, to = %format!("user:{}", body.user_id), event = %body.event, delivered = n, "send");
+            .send(Audience::User(UserId(user)), body.event, body.data)
+            .await?;
+        tracing::info!(target: "audit", by = %who.username, to = %format!("user:{user}"), event = %event, delivered = n, "send");
         Ok(Json(Delivered {
             delivered: n as u64,
         }))
@@ -359,19 +357,13 @@ impl WebSocketApi {
         body: Json<SendTag>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
-        check_event(&body.event)?;
         let tag = parse_tag(&body.tag)?;
         let body = body.0;
+        let event = body.event.clone();
         let n = self
-            .0
-            .ws
-            .hub
-            .send_to_tag(
-                &tag,
-                Push::new(body.event.clone(), body.data.unwrap_or(Value::Null)),
-            )
-            .await;
-        tracing::info!(target: "audit", by = %who.username, to = %format!("tag:{tag}"), event = %body.event, delivered = n, "send");
+            .send(Audience::Tag(tag.clone()), body.event, body.data)
+            .await?;
+        tracing::info!(target: "audit", by = %who.username, to = %format!("tag:{tag}"), event = %event, delivered = n, "send");
         Ok(Json(Delivered {
             delivered: n as u64,
         }))
@@ -398,46 +390,27 @@ impl WebSocketApi {
         if page == 0 {
             return Err(ApiError::invalid_field("page", "must be at least 1"));
         }
-        if !(1..=200).contains(&page_size) {
-            return Err(ApiError::invalid_field("pageSize", "must be 1-200"));
+        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err(ApiError::invalid_field(
+                "pageSize",
+                format!("must be 1-{MAX_PAGE_SIZE}"),
+            ));
         }
-        let tag_filter = match &tag.0 {
+        let tag = match &tag.0 {
             Some(t) => Some(parse_tag(t)?),
             None => None,
         };
-        let mut rows: Vec<Row> = match &self.0.ws.cluster {
-            Some(c) => c.online_rows().await,
-            None => {
-                let reg = &self.0.ws.registry;
-                let clients = match (&tag_filter, user_id.0) {
-                    (Some(t), _) => reg.tag_members(t),
-                    (None, Some(u)) => reg.user_clients(UserId(u)),
-                    (None, None) => reg.all(),
-                };
-                clients.iter().map(|c| Row::of(c)).collect()
-            }
+        let query = OnlineQuery {
+            page,
+            page_size,
+            user: user_id.0.map(UserId),
+            tag,
+            username: username.0.filter(|s| !s.is_empty()),
+            ip: ip.0.filter(|s| !s.is_empty()),
         };
-        rows.retain(|r| {
-            user_id.0.is_none_or(|u| r.user_id == Some(u))
-                && username.0.as_deref().is_none_or(|n| r.username.contains(n))
-                && ip.0.as_deref().is_none_or(|p| r.ip.contains(p))
-                && tag_filter
-                    .as_ref()
-                    .is_none_or(|t| r.tags.iter().any(|x| x == t.as_str()))
-        });
-        rows.sort_by(|a, b| {
-            a.first_time
-                .cmp(&b.first_time)
-                .then_with(|| id_order(&a.id, &b.id))
-        });
-        let total = rows.len() as u64;
-        let start = ((page - 1).saturating_mul(page_size)) as usize;
-        let list = rows
-            .into_iter()
-            .skip(start)
-            .take(page_size as usize)
-            .map(OnlineClient::from)
-            .collect();
+        let found = self.0.ws.node.online(&query).await?;
+        let total = found.total as u64;
+        let list = found.rows.into_iter().map(OnlineClient::from).collect();
         Ok(Json(OnlinePage {
             list,
             page,
@@ -457,50 +430,15 @@ impl WebSocketApi {
         body: Json<KickRequest>,
     ) -> Result<Json<KickResult>, ApiError> {
         let who = auth.require(Role::Operator)?;
-        let targets = self.targets(&body.client_id, body.user_id)?;
+        let target = Self::target(&body.client_id, body.user_id)?;
         let reason = body
             .reason
             .clone()
             .unwrap_or_else(|| "kicked by an operator".into());
-        let mut closed = 0u64;
-        let mut users = Vec::new();
-        for c in &targets {
-            if let Some(u) = c.user_id() {
-                users.push(u);
-            }
-        }
-        match &self.0.ws.cluster {
-            Some(cluster) => {
-                closed = cluster
-                    .kick(body.client_id.clone(), body.user_id, &reason)
-                    .await as u64;
-            }
-            None => {
-                for c in &targets {
-                    if c.kick(&reason) {
-                        closed += 1;
-                    }
-                }
-            }
-        }
-        if body.revoke.unwrap_or(false) {
-            if let Some(u) = body.user_id {
-                users.push(UserId(u));
-            }
-            users.sort();
-            users.dedup();
-            for u in users {
-                match self.0.auth.revoke_user_tokens(u.0).await {
-                    Ok(()) => {}
-                    Err(crate::auth::AuthError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                if let Some(cluster) = &self.0.ws.cluster {
-                    cluster.user_changed(u.0, None, "tokens revoked").await;
-                }
-            }
-        }
-        tracing::info!(target: "audit", by = %who.username, client = ?body.client_id, user = ?body.user_id, closed, revoke = body.revoke.unwrap_or(false), "kick");
+        let revoke = body.revoke.unwrap_or(false);
+        let outcome = self.0.ws.node.kick(&target, &reason, revoke).await?;
+        let closed = outcome.closed as u64;
+        tracing::info!(target: "audit", by = %who.username, target = ?target, closed, revoke, "kick");
         Ok(Json(KickResult { closed }))
     }
 
@@ -513,21 +451,8 @@ impl WebSocketApi {
     ) -> Result<Json<TagChangeResult>, ApiError> {
         let who = auth.require(Role::Operator)?;
         let tag = parse_tag(&body.tag)?;
-        let mut changed = 0;
-        let targets = self.targets(&body.client_id, body.user_id)?;
-        if let Some(cluster) = &self.0.ws.cluster {
-            changed = cluster
-                .tag(true, body.client_id.clone(), body.user_id, &tag)
-                .await as u64;
-        } else {
-            for c in targets {
-                match self.0.ws.local.join(c.id(), tag.clone()) {
-                    Ok(_) => changed += 1,
-                    Err(crate::websocket::registry::TagChangeError::NoClient) => {}
-                    Err(e) => return Err(ApiError::conflict(e.to_string())),
-                }
-            }
-        }
+        let target = Self::target(&body.client_id, body.user_id)?;
+        let changed = self.0.ws.node.change_tag(true, &target, &tag).await? as u64;
         tracing::info!(target: "audit", by = %who.username, tag = %tag, changed, "tags/join");
         Ok(Json(TagChangeResult { changed }))
     }
@@ -541,20 +466,8 @@ impl WebSocketApi {
     ) -> Result<Json<TagChangeResult>, ApiError> {
         let who = auth.require(Role::Operator)?;
         let tag = parse_tag(&body.tag)?;
-        let mut changed = 0;
-        let targets = self.targets(&body.client_id, body.user_id)?;
-        if let Some(cluster) = &self.0.ws.cluster {
-            changed = cluster
-                .tag(false, body.client_id.clone(), body.user_id, &tag)
-                .await as u64;
-        } else {
-            for c in targets {
-                let had = c.tags_mut().contains(&tag);
-                if had && self.0.ws.local.quit(c.id(), &tag).is_ok() {
-                    changed += 1;
-                }
-            }
-        }
+        let target = Self::target(&body.client_id, body.user_id)?;
+        let changed = self.0.ws.node.change_tag(false, &target, &tag).await? as u64;
         tracing::info!(target: "audit", by = %who.username, tag = %tag, changed, "tags/quit");
         Ok(Json(TagChangeResult { changed }))
     }
@@ -563,25 +476,7 @@ impl WebSocketApi {
     #[oai(path = "/tags", method = "get", tag = "ApiTags::Online")]
     async fn tags(&self, auth: ApiAuth) -> Result<Json<Vec<TagInfo>>, ApiError> {
         auth.require(Role::Operator)?;
-        let counts: Vec<(String, usize)> = match &self.0.ws.cluster {
-            Some(c) => {
-                let mut map: std::collections::BTreeMap<String, usize> = Default::default();
-                for row in c.online_rows().await {
-                    for t in row.tags {
-                        *map.entry(t).or_default() += 1;
-                    }
-                }
-                map.into_iter().collect()
-            }
-            None => self
-                .0
-                .ws
-                .registry
-                .tag_counts()
-                .into_iter()
-                .map(|(t, n)| (t.to_string(), n))
-                .collect(),
-        };
+        let counts = self.0.ws.node.tag_counts().await?;
         Ok(Json(
             counts
                 .into_iter()
@@ -597,46 +492,22 @@ impl WebSocketApi {
     #[oai(path = "/stats", method = "get", tag = "ApiTags::Online")]
     async fn stats(&self, auth: ApiAuth) -> Result<Json<Stats>, ApiError> {
         auth.require(Role::Operator)?;
-        let (connections, users, tags) = match &self.0.ws.cluster {
-            Some(c) => {
-                let rows = c.online_rows().await;
-                let users: std::collections::HashSet<i64> =
-                    rows.iter().filter_map(|r| r.user_id).collect();
-                let tags: std::collections::HashSet<&String> =
-                    rows.iter().flat_map(|r| r.tags.iter()).collect();
-                (rows.len(), users.len(), tags.len())
-            }
-            None => self.0.ws.registry.counts(),
-        };
+        let counts = self.0.ws.node.counts().await?;
         let m = &self.0.ws.metrics;
         Ok(Json(Stats {
-            connections: connections as u64,
-            users: users as u64,
-            tags: tags as u64,
+            connections: counts.connections as u64,
+            users: counts.users as u64,
+            tags: counts.tags as u64,
             messages_in: m.messages_in.get(),
             messages_out: m.messages_out.get(),
             bytes_in: m.bytes_in.get(),
             bytes_out: m.bytes_out.get(),
             drops: m.queue_drops.get(),
             uptime: self.0.started.elapsed().as_secs(),
-            node: self.0.ws.registry.node().to_string(),
+            node: self.0.ws.node.id().to_string(),
         }))
     }
 }
-
-/// Ids are `<prefix>.<n>`: order by prefix, then numerically by counter.
-fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let split = |s: &str| -> (String, u64) {
-        match s.rsplit_once('.') {
-            Some((p, n)) => (p.to_string(), n.parse().unwrap_or(0)),
-            None => (s.to_string(), 0),
-        }
-    };
-    split(a).cmp(&split(b))
-}
-
-/// Kicks are closes with 4001; exported for the sdk-level constant check.
-pub const KICK_CODE: u16 = close::KICKED;
 
 impl poem_openapi::types::Example for SendClient {
     fn example() -> Self {

@@ -11,8 +11,80 @@ use redis::AsyncCommands;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
-use super::Cluster;
-use super::bus::QueueCommand;
+use serde::Deserialize;
+use serde_json::Value;
+use switchboard_sdk::protocol::{MAX_EVENT_LEN, Push};
+use switchboard_sdk::{Audience, ClientId, Tag, UserId};
+
+use crate::node::Node;
+
+/// A send command on the queue stream (the hydra api → queue → ws pattern).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QueueCommand {
+    /// `all`, `client`, `user` or `tag`.
+    pub to: String,
+    /// For `client`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// For `user`.
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    /// For `tag`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Event name.
+    pub event: String,
+    /// Payload.
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
+impl QueueCommand {
+    /// Who the command is for and what to send; `Err` is why it is dead-lettered.
+    pub fn into_send(self) -> Result<(Audience, Push), String> {
+        if self.event.is_empty() || self.event.len() > MAX_EVENT_LEN {
+            return Err(format!("event must be 1-{MAX_EVENT_LEN} bytes"));
+        }
+        let audience = match self.to.as_str() {
+            "all" => Audience::All,
+            "user" => Audience::User(UserId(
+                self.user_id.ok_or("userId is required for to=user")?,
+            )),
+            "tag" => {
+                let t = self.tag.ok_or("tag is required for to=tag")?;
+                Audience::Tag(Tag::parse(&t).map_err(|e| format!("tag: {e}"))?)
+            }
+            "client" => {
+                let id = self.client_id.ok_or("clientId is required for to=client")?;
+                Audience::Client(ClientId::parse(&id).ok_or("clientId is not a client id")?)
+            }
+            other => {
+                return Err(format!(
+                    "to must be all, client, user or tag (got `{other}`)"
+                ));
+            }
+        };
+        Ok((
+            audience,
+            Push::new(self.event, self.data.unwrap_or(Value::Null)),
+        ))
+    }
+}
+
+/// What the consumer needs.
+pub struct QueueConsumer {
+    /// For its own blocking connection.
+    pub client: redis::Client,
+    /// Key prefix.
+    pub prefix: String,
+    /// Consumer name (the node id).
+    pub consumer: String,
+    /// Pending entries older than this are claimed from dead consumers.
+    pub claim_idle: Duration,
+    /// Where sends go.
+    pub node: Arc<Node>,
+}
 
 /// Consumer group name.
 pub const GROUP: &str = "switchboard";
@@ -20,11 +92,11 @@ pub const GROUP: &str = "switchboard";
 const BLOCK: Duration = Duration::from_secs(1);
 
 /// Runs until shutdown; reconnects with backoff when Redis goes away.
-pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
-    let queue = cluster.key("queue");
-    let dead = cluster.key("queue:dead");
-    let consumer = cluster.node().to_string();
-    let claim_idle = cluster.settings.queue_claim_idle;
+pub async fn run(q: QueueConsumer, stop: CancellationToken) {
+    let queue = format!("{}:queue", q.prefix);
+    let dead = format!("{}:queue:dead", q.prefix);
+    let consumer = q.consumer.clone();
+    let claim_idle = q.claim_idle;
     let mut backoff = Duration::from_millis(200);
     loop {
         if stop.is_cancelled() {
@@ -35,7 +107,7 @@ pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
         // consumer, which would then sit pending until they are claimed.
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
-        let conn = match cluster
+        let conn = match q
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -78,7 +150,7 @@ pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
                     .await;
                 if let Ok(reply) = claimed {
                     for entry in reply.claimed {
-                        handle(&cluster, &mut conn, &queue, &dead, entry).await;
+                        handle(&q.node, &mut conn, &queue, &dead, entry).await;
                     }
                 }
             }
@@ -96,7 +168,7 @@ pub async fn run(cluster: Arc<Cluster>, stop: CancellationToken) {
                 Ok(reply) => {
                     for key in reply.keys {
                         for entry in key.ids {
-                            handle(&cluster, &mut conn, &queue, &dead, entry).await;
+                            handle(&q.node, &mut conn, &queue, &dead, entry).await;
                         }
                     }
                 }
@@ -120,7 +192,7 @@ async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
 }
 
 async fn handle(
-    cluster: &Cluster,
+    node: &Node,
     conn: &mut redis::aio::MultiplexedConnection,
     queue: &str,
     dead: &str,
@@ -130,7 +202,17 @@ async fn handle(
     let outcome = match payload.as_deref() {
         None => Err("entry has no `payload` field".to_string()),
         Some(p) => match serde_json::from_str::<QueueCommand>(p) {
-            Ok(cmd) => cluster.execute(cmd).await,
+            Ok(cmd) => match cmd.into_send() {
+                // Not acknowledged while the cluster is down: it stays pending and is retried.
+                Ok((audience, push)) => match node.send(&audience, &push).await {
+                    Ok(n) => Ok(n),
+                    Err(e) => {
+                        tracing::debug!(id = %entry.id, error = %e, "queue entry left pending");
+                        return;
+                    }
+                },
+                Err(reason) => Err(reason),
+            },
             Err(e) => Err(format!("payload is not a send command: {e}")),
         },
     };
@@ -148,7 +230,7 @@ async fn handle(
                         ("id", entry.id.as_str()),
                         ("payload", payload.as_deref().unwrap_or("")),
                         ("reason", reason.as_str()),
-                        ("node", cluster.node()),
+                        ("node", node.id()),
                     ],
                 )
                 .await;
@@ -159,4 +241,24 @@ async fn handle(
         }
     }
     let _: redis::RedisResult<u64> = conn.xack(queue, GROUP, &[&entry.id]).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_commands_are_strict() {
+        let parse = |s: &str| serde_json::from_str::<QueueCommand>(s);
+        assert!(parse(r#"{"to":"user","userId":1,"event":"n"}"#).is_ok());
+        assert!(parse(r#"{"to":"user","userId":1}"#).is_err());
+        assert!(parse(r#"{"to":"user","event":"n","x":1}"#).is_err());
+        let missing = parse(r#"{"to":"user","event":"n"}"#).unwrap().into_send();
+        assert_eq!(missing.unwrap_err(), "userId is required for to=user");
+        let (audience, _) = parse(r#"{"to":"tag","tag":"room","event":"n"}"#)
+            .unwrap()
+            .into_send()
+            .unwrap();
+        assert_eq!(audience, Audience::Tag(Tag::parse("room").unwrap()));
+    }
 }

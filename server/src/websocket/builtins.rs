@@ -9,7 +9,7 @@ use switchboard_sdk::protocol::{Data, Push, code};
 use switchboard_sdk::{Client, Tag};
 
 use super::WsState;
-use super::registry::{LimitError, TagChangeError};
+use crate::node::NodeError;
 
 /// Whether `event` is handled here.
 pub fn is_builtin(event: &str) -> bool {
@@ -54,10 +54,12 @@ fn tag_list(tags: Vec<Tag>) -> Value {
     )
 }
 
-fn tag_change_error(e: TagChangeError) -> EventError {
+/// How a node refusal looks to a socket client.
+pub fn node_error(e: NodeError) -> EventError {
     match e {
-        TagChangeError::TooMany(_) => EventError::forbidden(e.to_string()),
-        TagChangeError::NoClient => EventError::new(code::INTERNAL, e.to_string()),
+        NodeError::TooManyTags(_) => EventError::forbidden(e.to_string()),
+        NodeError::Limit(_) => EventError::new(code::RATE_LIMITED, e.to_string()),
+        NodeError::Unavailable(_) => EventError::new(code::INTERNAL, e.to_string()),
     }
 }
 
@@ -79,14 +81,12 @@ pub async fn handle(
                     "sys: tags are assigned by the server only",
                 ));
             }
-            if let Some(c) = &state.cluster {
-                c.prime(&[super::hub::tag_stream(&tag)]).await;
-            }
             state
-                .local
-                .join(client.id(), tag)
+                .node
+                .change_own_tag(client, true, &tag)
+                .await
                 .map(tag_list)
-                .map_err(tag_change_error)
+                .map_err(node_error)
         }
         "quit" => {
             let arg: TagArg = bind(&data)?;
@@ -97,10 +97,11 @@ pub async fn handle(
                 ));
             }
             state
-                .local
-                .quit(client.id(), &tag)
+                .node
+                .change_own_tag(client, false, &tag)
+                .await
                 .map(tag_list)
-                .map_err(tag_change_error)
+                .map_err(node_error)
         }
         "publish" => {
             if !state.cfg.client_publish {
@@ -108,7 +109,7 @@ pub async fn handle(
             }
             let arg: PublishArg = bind(&data)?;
             let tag = parse_tag(&arg.tag, "tag")?;
-            if !client.tags_mut().contains(&tag) {
+            if !client.has_tag(&tag) {
                 return Err(EventError::forbidden(
                     "join the tag before publishing to it",
                 ));
@@ -125,19 +126,17 @@ pub async fn handle(
             });
             let push = Push::new("publish", payload);
             let except = arg.exclude_self.then(|| client.id());
-            let delivered = match &state.cluster {
-                Some(c) => c.publish_tag(&tag, &push, except).await,
-                None => state.local.publish_tag(&tag, &push, except),
-            };
+            let delivered = state
+                .node
+                .publish_from(&tag, &push, except)
+                .await
+                .map_err(node_error)?;
             Ok(json!({ "delivered": delivered }))
         }
         "login" => login(state, client, data, client_ip).await,
         "recover" => {
             let req: super::hub::RecoverRequest = bind(&data)?;
-            match &state.cluster {
-                Some(c) => c.recover(client, req).await,
-                None => state.local.recover(client, req),
-            }
+            state.node.recover(client, req).await
         }
         _ => Err(EventError::not_found(format!("unknown event `{event}`"))),
     }
@@ -192,13 +191,11 @@ async fn login(
             ));
         }
     };
-    if let (Some(c), Some(u)) = (&state.cluster, identity.user_id) {
-        c.prime(&[super::hub::user_stream(u)]).await;
-    }
     state
-        .local
-        .set_identity(client, identity)
-        .map_err(|e: LimitError| EventError::new(code::RATE_LIMITED, e.to_string()))?;
+        .node
+        .identify(client, identity)
+        .await
+        .map_err(node_error)?;
     Ok(json!({
         "token": token,
         "user": {

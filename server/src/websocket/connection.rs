@@ -58,7 +58,7 @@ where
 
     let ending = serve(&state, &client, &mut ws, &ip).await;
     // Leave every index before the close handshake, so sends stop counting this socket.
-    state.registry.unregister(&client);
+    state.node.detach(&client).await;
     let code = match ending {
         Ending::Close(code, reason) => {
             Box::pin(send_close(&mut ws, code, reason, state.cfg.write_timeout)).await;
@@ -88,7 +88,7 @@ pub fn greeting(state: &WsState, client: &Client, streams: Value) -> Value {
         "id": client.id().as_str(),
         "userId": client.user_id().map(|u| u.0),
         "username": client.username(),
-        "node": &**state.registry.node(),
+        "node": state.node.id(),
         "pingInterval": state.cfg.ping_interval.as_secs_f64(),
         "idleTimeout": state.cfg.idle_timeout.as_secs_f64(),
         "streams": streams,
@@ -439,7 +439,7 @@ async fn handle_request(
     };
     let ctx = EventContext::new(
         client.clone(),
-        state.hub.clone(),
+        state.node.clone(),
         route.name().clone(),
         req.seqno.clone(),
         binary,

@@ -17,6 +17,7 @@ use super::registry::LimitError;
 use super::{WsState, connection, useragent};
 use crate::error::json_error;
 use crate::net;
+use crate::node::NodeError;
 
 /// The subprotocol the server selects when offered.
 pub const SUBPROTOCOL: &str = "switchboard.v1";
@@ -93,7 +94,7 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
     }
     let identity: Option<Identity> = req.data::<Identity>().cloned();
     let reservation = match state
-        .registry
+        .registry()
         .reserve(identity.as_ref().and_then(|i| i.user_id))
     {
         Ok(r) => r,
@@ -141,10 +142,10 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         os,
         browser,
         first_time: switchboard_sdk::protocol::unix_now(),
-        node: state.registry.node().clone(),
+        node: state.registry().node().clone(),
     };
     let client = Arc::new(Client::new(
-        state.registry.next_id(),
+        state.registry().next_id(),
         info,
         identity,
         state.cfg.send_queue_bytes,
@@ -152,22 +153,55 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
     if will_recover {
         client.outbox().hold();
     }
+    // The connection becomes present (cluster-wide) and its greeting is queued before the
+    // 101 goes out: a client that sees `connected` is already counted by every send.
+    let echo_reservation = if echo {
+        Some(reservation)
+    } else {
+        let greeting_state = state.clone();
+        let greeting_client = client.clone();
+        let greeting: crate::node::Greeting = Box::new(move |streams| {
+            connection::greeting(&greeting_state, &greeting_client, streams)
+        });
+        let attach = crate::node::Attach {
+            client: client.clone(),
+            reservation,
+        };
+        if let Err(e) = state.node.attach(attach, greeting).await {
+            return match e {
+                NodeError::Limit(l) => {
+                    let code = match l {
+                        LimitError::Total => "too_many_connections",
+                        LimitError::PerUser => "too_many_user_connections",
+                    };
+                    json_error(StatusCode::TOO_MANY_REQUESTS, code, &l.to_string())
+                }
+                other => json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cluster_unavailable",
+                    &other.to_string(),
+                ),
+            };
+        }
+        None
+    };
     let config = ws_config(&state);
     let task_state = state.clone();
     state.tasks.spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u.downcast::<TokioIo<TcpStream>>().ok(),
+            Err(_) => None,
+        };
+        // Whatever hyper read past the request head belongs to the WebSocket. It is copied
+        // out: the `Bytes` would keep hyper's whole read buffer (8 KiB) alive for the life of
+        // the connection.
+        let Some(parts) = upgraded else {
+            if !echo {
+                task_state.node.detach(&client).await;
+            }
             return;
         };
-        let (io, early) = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            // Whatever hyper read past the request head belongs to the WebSocket. It is copied
-            // out: the `Bytes` would keep hyper's whole read buffer (8 KiB) alive for the life
-            // of the connection.
-            Ok(parts) => (parts.io.into_inner(), parts.read_buf.to_vec()),
-            Err(_) => {
-                tracing::error!("upgraded connection is not a TcpStream; dropped");
-                return;
-            }
-        };
+        let (io, early) = (parts.io.into_inner(), parts.read_buf.to_vec());
         let ws = WebSocketStream::from_partially_read(
             SocketIo::new(io),
             early,
@@ -176,26 +210,10 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         )
         .await;
         if echo {
-            drop(reservation);
+            drop(echo_reservation);
             connection_echo(task_state, ws).await;
             return;
         }
-
-        if let Some(cluster) = &task_state.cluster {
-            let mut streams = vec![crate::websocket::hub::ALL_STREAM.to_string()];
-            if let Some(u) = client.user_id() {
-                streams.push(crate::websocket::hub::user_stream(u));
-            }
-            // Boxed so the Redis future does not size every connection's task.
-            Box::pin(cluster.prime(&streams)).await;
-        }
-        let greeting_state = task_state.clone();
-        let greeting_client = client.clone();
-        task_state
-            .local
-            .register(client.clone(), reservation, move |streams| {
-                connection::greeting(&greeting_state, &greeting_client, streams)
-            });
         connection::run(task_state, client, ws).await;
     });
     let mut resp = Response::builder()

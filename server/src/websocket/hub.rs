@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_sdk::event::EventError;
 use switchboard_sdk::outbox::Outbound;
 use switchboard_sdk::protocol::{Push, code};
-use switchboard_sdk::{Client, ClientId, Hub, Identity, Tag, UserId};
+use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag, UserId};
 
 use super::history::{MemoryHistory, Recovery, ShardGuard};
 use super::registry::{LimitError, Registry, Reservation, TagChangeError, encode};
@@ -233,7 +232,7 @@ impl LocalHub {
             return client.user_id().is_some_and(|u| u.to_string() == id);
         }
         if let Some(name) = stream.strip_prefix("tag:") {
-            return Tag::parse(name).is_ok_and(|t| client.tags_mut().contains(&t));
+            return Tag::parse(name).is_ok_and(|t| client.has_tag(&t));
         }
         false
     }
@@ -268,42 +267,28 @@ impl LocalHub {
     }
 }
 
-#[async_trait]
-impl Hub for LocalHub {
-    async fn send_to_all(&self, push: Push) -> usize {
-        self.timed(|| {
-            let mut g = self.history.lock(ALL_STREAM);
-            let frame: Outbound = g.append(ALL_STREAM, |pos| encode(&push, Some(pos)));
-            self.registry.deliver_all(&frame)
-        })
-    }
-
-    async fn send_to_client(&self, id: &ClientId, push: Push) -> usize {
-        self.timed(|| self.registry.push_client(id, &push))
-    }
-
-    async fn send_to_user(&self, user: UserId, push: Push) -> usize {
-        let stream = user_stream(user);
-        self.timed(|| {
-            let mut g = self.history.lock(&stream);
-            let frame = g.append(&stream, |pos| encode(&push, Some(pos)));
-            self.registry.deliver_user(user, &frame)
-        })
-    }
-
-    async fn send_to_tag(&self, tag: &Tag, push: Push) -> usize {
-        self.publish_tag(tag, &push, None)
-    }
-
-    fn client(&self, id: &ClientId) -> Option<Arc<Client>> {
-        self.registry.get(id)
-    }
-
-    fn user_clients(&self, user: UserId) -> Vec<Arc<Client>> {
-        self.registry.user_clients(user)
-    }
-
-    fn node_id(&self) -> &str {
-        self.registry.node()
+impl LocalHub {
+    /// Numbers `push` in its audience's stream and queues it to this node's recipients;
+    /// returns how many were reached.
+    pub fn publish(&self, audience: &Audience, push: &Push, except: Option<&ClientId>) -> usize {
+        match audience {
+            Audience::All => self.timed(|| {
+                let mut g = self.history.lock(ALL_STREAM);
+                let frame: Outbound = g.append(ALL_STREAM, |pos| encode(push, Some(pos)));
+                self.registry.deliver_all(&frame)
+            }),
+            Audience::Client(id) => {
+                self.timed(|| self.registry.deliver_client(id, &encode(push, None)))
+            }
+            Audience::User(user) => {
+                let stream = user_stream(*user);
+                self.timed(|| {
+                    let mut g = self.history.lock(&stream);
+                    let frame = g.append(&stream, |pos| encode(push, Some(pos)));
+                    self.registry.deliver_user(*user, &frame)
+                })
+            }
+            Audience::Tag(tag) => self.publish_tag(tag, push, except),
+        }
     }
 }

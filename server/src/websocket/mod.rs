@@ -12,7 +12,6 @@ pub mod useragent;
 
 use std::sync::Arc;
 
-use switchboard_sdk::Hub;
 use switchboard_sdk::event::EventRouter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +20,7 @@ use crate::auth::AuthService;
 use crate::config::WebSocketConfig;
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
+use crate::node::Node;
 
 pub use hub::LocalHub;
 pub use registry::Registry;
@@ -29,12 +29,8 @@ pub use registry::Registry;
 pub struct WsState {
     /// `[websocket]` config.
     pub cfg: WebSocketConfig,
-    /// The registry.
-    pub registry: Arc<Registry>,
-    /// The send functions.
-    pub hub: Arc<dyn Hub>,
-    /// The node-local hub: streams, membership, recovery.
-    pub local: Arc<LocalHub>,
+    /// The node: every send, kick, tag change and recovery goes through it.
+    pub node: Arc<Node>,
     /// Addon events.
     pub router: Arc<EventRouter>,
     /// Auth (socket `login`, revocation checks).
@@ -49,6 +45,11 @@ pub struct WsState {
     pub proxies: TrustedProxies,
     /// Whether the socket path is on the exemption list (anonymous clients may `login`).
     pub socket_exempt: bool,
-    /// The cluster layer, when `cluster.redis_url` is set.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+impl WsState {
+    /// This node's sockets.
+    pub fn registry(&self) -> &Arc<Registry> {
+        self.node.registry()
+    }
 }
