@@ -15,14 +15,19 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
 /// start-up (and every CLI command) for the pool's full 10 s and then say only "pool timed out".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Why the database could not be opened; the message names it (password masked).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(String);
+
 /// Opens the database. SQLite files get WAL and a busy timeout; their folder is created.
 /// Errors name the database (password masked) and, for a network database, the host.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(url: &str) -> Result<DatabaseConnection, ConnectError> {
     if let Some(path) = sqlite_path(url) {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    DbErr::Custom(format!(
+                    ConnectError(format!(
                         "database {}: creating {}: {e}",
                         redact_url(url),
                         parent.display()
@@ -50,15 +55,18 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         }
     };
     if url.starts_with("sqlite:") {
-        db.execute_unprepared("PRAGMA journal_mode=WAL;").await?;
-        db.execute_unprepared("PRAGMA busy_timeout=5000;").await?;
+        for pragma in ["PRAGMA journal_mode=WAL;", "PRAGMA busy_timeout=5000;"] {
+            db.execute_unprepared(pragma)
+                .await
+                .map_err(|e| ConnectError(format!("database {}: {pragma} {e}", redact_url(url))))?;
+        }
     }
     Ok(db)
 }
 
 /// Builds the connect error. sqlx reports a refused or silent server only as a pool timeout,
 /// so for a network database a plain TCP connect to its host says what actually happened.
-async fn connect_error(url: &str, detail: &str) -> DbErr {
+async fn connect_error(url: &str, detail: &str) -> ConnectError {
     let mut msg = format!("cannot open database {}: {detail}", redact_url(url));
     if let Some(host) = url_host(url) {
         let probe = tokio::time::timeout(
@@ -72,7 +80,7 @@ async fn connect_error(url: &str, detail: &str) -> DbErr {
             Err(_) => msg.push_str(&format!(" (host {host}: no answer)")),
         }
     }
-    DbErr::Custom(msg)
+    ConnectError(msg)
 }
 
 /// The database URL fit for logs and messages: a password in the user info
