@@ -138,6 +138,11 @@ fn explain_startup_error(e: anyhow::Error, cfg: &Config) -> anyhow::Error {
         Some(std::io::ErrorKind::AddrNotAvailable) => anyhow::anyhow!(
             "cannot listen on {address} (server.address): no such address on this machine"
         ),
+        // The cluster's start-up errors say "Redis" but not which one.
+        _ if !cfg.cluster.redis_url.is_empty() && format!("{e:#}").contains("Redis") => {
+            let redis = switchboard::db::redact_url(&cfg.cluster.redis_url);
+            e.context(format!("starting the server (cluster.redis_url {redis})"))
+        }
         _ => e.context("starting the server"),
     }
 }

@@ -170,3 +170,22 @@ fn an_unreachable_database_fails_fast_naming_its_host_not_its_password() {
         "{msg}"
     );
 }
+
+#[test]
+fn an_unreachable_redis_is_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, log) = start_expecting_exit(
+        dir.path(),
+        &[(
+            "SWITCHBOARD_CLUSTER__REDIS_URL",
+            "redis://:hunter2-secret@127.0.0.1:1",
+        )],
+        Duration::from_secs(20),
+    );
+    assert!(!status.success(), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(
+        log.contains("cluster.redis_url redis://:***@127.0.0.1:1"),
+        "{log}"
+    );
+}
