@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use crate::api::body_check::{SERVER_BODIES, describe_param_failure};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use poem::http::{HeaderValue, Method, StatusCode, header};
@@ -162,8 +163,9 @@ fn with_retry_after(mut resp: Response) -> Response {
 
 /// What an API request's JSON body held, as the endpoint read it.
 struct KeptBody {
+    /// The chunks (shared with the endpoint's copy, not duplicated) and their total length;
     /// `None` once the body outgrew [`KEEP_BODY_LIMIT`].
-    bytes: Mutex<Option<Vec<u8>>>,
+    chunks: Mutex<Option<(Vec<Bytes>, usize)>>,
     /// The endpoint read the body to its end.
     complete: AtomicBool,
 }
@@ -171,12 +173,14 @@ struct KeptBody {
 impl KeptBody {
     /// The whole body, if it was read to its end and not too large to keep.
     fn take(&self) -> Option<Vec<u8>> {
-        let body = self.bytes.lock().take()?;
-        self.complete.load(Ordering::Relaxed).then_some(body)
+        let (chunks, _) = self.chunks.lock().take()?;
+        self.complete
+            .load(Ordering::Relaxed)
+            .then(|| chunks.concat())
     }
 }
 
-/// For a request that may carry a JSON body to an API operation, copies the body as the
+/// For a request that may carry a JSON body to an API operation, keeps the body as the
 /// endpoint reads it. Nothing is read ahead: a request refused before its body is read (no
 /// credentials, say) costs nothing here.
 fn keep_json_body(req: &mut Request) -> Option<Arc<KeptBody>> {
@@ -185,7 +189,7 @@ fn keep_json_body(req: &mut Request) -> Option<Arc<KeptBody>> {
     }
     SERVER_BODIES.find(req.method(), req.uri().path())?;
     let kept = Arc::new(KeptBody {
-        bytes: Mutex::new(Some(Vec::new())),
+        chunks: Mutex::new(Some((Vec::new(), 0))),
         complete: AtomicBool::new(false),
     });
     let sink = kept.clone();
@@ -194,10 +198,11 @@ fn keep_json_body(req: &mut Request) -> Option<Arc<KeptBody>> {
         let next = chunks.poll_next_unpin(cx);
         match &next {
             Poll::Ready(Some(Ok(chunk))) => {
-                let mut slot = sink.bytes.lock();
-                if let Some(buf) = slot.as_mut() {
-                    if buf.len() + chunk.len() <= KEEP_BODY_LIMIT {
-                        buf.extend_from_slice(chunk);
+                let mut slot = sink.chunks.lock();
+                if let Some((list, len)) = slot.as_mut() {
+                    if *len + chunk.len() <= KEEP_BODY_LIMIT {
+                        *len += chunk.len();
+                        list.push(chunk.clone());
                     } else {
                         *slot = None;
                     }

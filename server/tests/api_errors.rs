@@ -312,3 +312,36 @@ async fn swagger_offers_the_bearer_token_first_and_lists_each_path_under_one_tag
         assert_eq!(tags.get(op).map(String::as_str), Some(tag), "{op}");
     }
 }
+
+#[tokio::test]
+async fn a_body_sent_in_several_chunks_is_read_whole_for_naming_fields() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/users HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.admin_token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for part in [
+        r#"{"username": "dora", "#,
+        r#""password": "password-123", "#,
+        r#""role": "member"}"#,
+    ] {
+        s.write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(
+        reply.contains("roles: required (the body has an unknown field `role`)"),
+        "{reply}"
+    );
+}

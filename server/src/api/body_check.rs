@@ -84,14 +84,19 @@ impl BodySchemas {
     }
 
     fn operation(&self, method: &Method, path: &str) -> Option<&Operation> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let path = path.trim_matches('/');
+        let count = path.split('/').count();
         self.operations.iter().find(|op| {
             op.method == method
-                && op.segments.len() == parts.len()
-                && op.segments.iter().zip(&parts).all(|(s, p)| match s {
-                    Segment::Literal(l) => l == p,
-                    Segment::Param(_) => true,
-                })
+                && op.segments.len() == count
+                && op
+                    .segments
+                    .iter()
+                    .zip(path.split('/'))
+                    .all(|(s, p)| match s {
+                        Segment::Literal(l) => l == p,
+                        Segment::Param(_) => true,
+                    })
         })
     }
 
