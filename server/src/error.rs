@@ -4,18 +4,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
-use crate::api::body_check::{SERVER_BODIES, describe_param_failure};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
+use crate::api::body_check::{SERVER_BODIES, describe_param_failure};
+
 /// The code of a 400 for a body that is not JSON, or not the JSON object the operation takes.
 pub const INVALID_BODY: &str = "invalid_body";
 
 /// A 429 without its own `Retry-After` gets this many seconds: the login limit counts
-/// failures per minute, so after a minute a retry is never refused for the same reason.
+/// failures per minute, so after a minute a retry is never refused for the same reason; the
+/// connection limits have no natural wait, and a minute is a polite one.
 const DEFAULT_RETRY_AFTER_SECS: u64 = 60;
 
 /// Bodies larger than this are not kept for naming fields (the request still proceeds).
