@@ -206,24 +206,74 @@ async fn find_user(auth: &AuthService, username: &str) -> anyhow::Result<i64> {
     }
 }
 
-/// Reads a password from stdin: one line, without its line ending. On a terminal it asks first.
+/// Reads a password from stdin: one line, without its line ending. On a terminal it asks first
+/// and does not echo what is typed.
 fn read_password(username: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
+    let mut line = String::new();
     if stdin.is_terminal() {
+        // Echo goes off before the prompt appears, so nothing typed after it is shown.
+        let echo = EchoOff::new();
         eprint!("new password for {username}: ");
         let _ = std::io::stderr().flush();
+        let read = stdin.lock().read_line(&mut line);
+        drop(echo);
+        eprintln!();
+        read.context("reading the password from stdin")?;
+    } else {
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
     }
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from stdin")?;
     let pw = line.strip_suffix('\n').unwrap_or(&line);
     let pw = pw.strip_suffix('\r').unwrap_or(pw);
     if pw.is_empty() {
         bail!("no password given: pass --password or write it to stdin");
     }
     Ok(pw.to_string())
+}
+
+/// Turns the terminal's echo off for as long as it lives (Unix; elsewhere it does nothing).
+struct EchoOff {
+    #[cfg(unix)]
+    saved: Option<libc::termios>,
+}
+
+impl EchoOff {
+    fn new() -> EchoOff {
+        #[cfg(unix)]
+        {
+            // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed termios they fill in; a
+            // failure (not a terminal after all) leaves the settings untouched.
+            unsafe {
+                let mut t: libc::termios = std::mem::zeroed();
+                if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
+                    return EchoOff { saved: None };
+                }
+                let saved = t;
+                t.c_lflag &= !libc::ECHO;
+                if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
+                    return EchoOff { saved: None };
+                }
+                EchoOff { saved: Some(saved) }
+            }
+        }
+        #[cfg(not(unix))]
+        EchoOff {}
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = &self.saved {
+            // SAFETY: restores the settings read in `new`.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved);
+            }
+        }
+    }
 }
 
 fn time(unix: i64) -> String {

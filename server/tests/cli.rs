@@ -474,3 +474,73 @@ fn every_command_has_help() {
     }
     assert_eq!(tree(dir.path()), Vec::<std::path::PathBuf>::new());
 }
+
+/// On a terminal the password is asked for and not shown as it is typed.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn passwd_on_a_terminal_does_not_echo_the_password() {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::process::Stdio;
+
+    let dir = server_folder();
+    let create = [
+        "user",
+        "create",
+        "--username",
+        "erin",
+        "--password",
+        "password-123",
+    ];
+    run(dir.path(), &create, &[], None).ok();
+
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills in two new descriptors, which the Files below then own.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    let mut terminal = unsafe { std::fs::File::from_raw_fd(master) };
+    let tty = unsafe { std::fs::File::from_raw_fd(slave) };
+    let mut child = binary::command(dir.path())
+        .args(["user", "passwd", "--username", "erin"])
+        .stdin(Stdio::from(tty.try_clone().unwrap()))
+        .stdout(Stdio::from(tty.try_clone().unwrap()))
+        .stderr(Stdio::from(tty))
+        .spawn()
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("new password for erin: ") {
+        let n = terminal.read(&mut buf).expect("the prompt");
+        assert!(n > 0, "terminal closed before the prompt");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    terminal.write_all(b"typed-on-a-tty-99\n").unwrap();
+    // Once the command exits the terminal reads fail (EIO): that is the end of its output.
+    while let Ok(n) = terminal.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(child.wait().unwrap().success());
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(shown.contains("password of erin"), "{shown}");
+    assert!(!shown.contains("typed-on-a-tty-99"), "echoed: {shown}");
+
+    // …and what was typed is the password now.
+    let server = start(dir.path(), &[]);
+    assert_eq!(
+        login_status(&server.url(""), "erin", "typed-on-a-tty-99").await,
+        200
+    );
+    server.stop();
+}
