@@ -86,41 +86,38 @@ async fn connect_error(url: &str, detail: &str) -> ConnectError {
 /// The database URL fit for logs and messages: a password in the user info
 /// (`postgres://user:secret@host`) or in a `password=` query parameter is replaced by `***`.
 pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return redact_query(url);
     };
-    let mut out = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            // The user info ends at the last `@` before the path.
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let authority = &rest[..authority_end];
-            match authority.rfind('@') {
-                Some(at) => {
-                    let userinfo = &authority[..at];
-                    let user = match userinfo.split_once(':') {
-                        Some((user, _)) => format!("{user}:***"),
-                        None => userinfo.to_string(),
-                    };
-                    format!("{scheme}://{user}{}", &rest[at..])
-                }
-                None => base.to_string(),
+    // The user info ends at the last `@`: a password written without percent-encoding may hold
+    // `/`, `?` or `@` itself, and masking too much is the safe way to be wrong.
+    let mut out = format!("{scheme}://");
+    let tail = match rest.rfind('@') {
+        Some(at) => {
+            match rest[..at].split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:***@")),
+                None => out.push_str(&rest[..=at]),
             }
+            &rest[at + 1..]
         }
-        None => base.to_string(),
+        None => rest,
     };
-    if let Some(q) = query {
-        let params: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => p.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
+    out.push_str(&redact_query(tail));
     out
+}
+
+fn redact_query(s: &str) -> String {
+    let Some((base, query)) = s.split_once('?') else {
+        return s.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
 }
 
 /// `host:port` of a PostgreSQL or MySQL URL (default port when absent).
@@ -131,8 +128,8 @@ pub fn url_host(url: &str) -> Option<String> {
         "mysql" | "mariadb" => 3306,
         _ => return None,
     };
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after_userinfo = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
+    let host = after_userinfo.split(['/', '?']).next().unwrap_or_default();
     if host.is_empty() {
         return None;
     }
@@ -246,6 +243,18 @@ mod tests {
             redact_url("sqlite://data/switchboard.db?mode=rwc"),
             "sqlite://data/switchboard.db?mode=rwc"
         );
+        // Passwords that were not percent-encoded.
+        for url in [
+            "postgres://app:pa/ss@db:5432/prod",
+            "postgres://app:pa?ss@db:5432/prod",
+            "postgres://app:p@ss@db:5432/prod",
+        ] {
+            assert_eq!(redact_url(url), "postgres://app:***@db:5432/prod", "{url}");
+        }
+        assert_eq!(
+            redact_url("redis://:secret@127.0.0.1:6379"),
+            "redis://:***@127.0.0.1:6379"
+        );
     }
 
     #[test]
@@ -255,6 +264,10 @@ mod tests {
             Some("127.0.0.1:1")
         );
         assert_eq!(url_host("mysql://root@db/test").as_deref(), Some("db:3306"));
+        assert_eq!(
+            url_host("postgres://app:pa/ss@db/x").as_deref(),
+            Some("db:5432")
+        );
         assert_eq!(
             url_host("postgres://[::1]/x").as_deref(),
             Some("[::1]:5432")
