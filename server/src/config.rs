@@ -280,14 +280,28 @@ pub struct WebConfig {
 pub struct LogConfig {
     /// tracing filter, e.g. `info` or `switchboard=debug,info`; `RUST_LOG` wins when set.
     pub level: String,
+    /// `text` (human-readable) or `json` (one object per line, for log collectors).
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
+}
+
+/// `log.format`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; colours only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Config {
@@ -528,6 +542,27 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn log_format_from_the_environment_and_bad_values_name_the_key() {
+        let c = Config::load_from(Path::new("/nonexistent"), None, env(&[])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_LOG__FORMAT", "json")]),
+        )
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_LOG__FORMAT", "xml")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("log.format") && e.contains("xml"), "{e}");
     }
 
     #[test]

@@ -1,91 +1,14 @@
 //! The `switchboard` binary: CLI only; everything else lives in the library.
 
-use std::path::PathBuf;
+mod cli;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::Parser;
+use cli::{Cli, Command};
 use switchboard::Config;
+use switchboard::addons::Addons;
 use switchboard::app::{self, Application};
-use switchboard::auth::AuthService;
-use switchboard::auth::service::load_or_create_secret;
-use switchboard_sdk::Role;
-
-#[derive(Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "Admin-platform WebSocket server"
-)]
-struct Cli {
-    /// Extra config file, applied after resource/config/config.toml and before the environment.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the server (the default).
-    Serve,
-    /// Apply database migrations and exit.
-    Migrate,
-    /// Manage users.
-    User {
-        #[command(subcommand)]
-        action: UserAction,
-    },
-    /// Manage API keys.
-    Apikey {
-        #[command(subcommand)]
-        action: ApiKeyAction,
-    },
-    /// Print the OpenAPI spec (JSON).
-    Openapi,
-}
-
-#[derive(Subcommand)]
-enum UserAction {
-    /// Create a user.
-    Create {
-        /// Login name.
-        #[arg(long)]
-        username: String,
-        /// Password (8-256 bytes).
-        #[arg(long)]
-        password: String,
-        /// admin, operator or member.
-        #[arg(long, default_value = "member")]
-        role: Role,
-    },
-}
-
-#[derive(Subcommand)]
-enum ApiKeyAction {
-    /// Create an API key; the key is printed once.
-    Create {
-        /// Key name.
-        #[arg(long)]
-        name: String,
-    },
-}
-
-fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs go to stderr so `openapi` and `apikey create` output can be piped.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-async fn auth_service(cfg: &Config) -> anyhow::Result<AuthService> {
-    let db = app::open_database(cfg).await?;
-    let secret = load_or_create_secret(&cfg.auth, &cfg.server.data_dir)?;
-    Ok(AuthService::new(db, cfg.auth.clone(), &secret).await?)
-}
 
 /// glibc raises its mmap threshold after the first large free, after which argon2's 19 MiB
 /// working buffers come from per-thread arenas that keep them: a few logins would then hold
@@ -98,15 +21,8 @@ fn tune_allocator() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     tune_allocator();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
-}
-
-async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -115,54 +31,37 @@ async fn run() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    init_logging(&cfg);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let app = Application::build(cfg)
-                .await
-                .context("starting the server")?;
-            if let Some(pw) = app.generated_admin_password() {
-                tracing::warn!(
-                    "created user `admin` with generated password: {pw}  (shown once; set SWITCHBOARD_AUTH__ADMIN_PASSWORD to choose it)"
-                );
-            }
-            tracing::info!(address = %app.local_addr(), "listening; Swagger UI at /swagger");
-            let stop = app.shutdown_token();
-            tokio::spawn(async move {
-                app::shutdown_signal().await;
-                tracing::info!("shutting down");
-                stop.cancel();
-            });
-            app.run().await?;
-            tracing::info!("stopped");
+    if let Err(e) = switchboard::logging::init(&cfg.log) {
+        eprintln!("configuration error: {e}");
+        std::process::exit(2);
+    }
+    let command = cli.command.unwrap_or(Command::Serve);
+    let serving = matches!(command, Command::Serve);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cfg, command)));
+    if let Err(e) = result {
+        if serving {
+            // Through the log, so a JSON log stays one object per line.
+            tracing::error!("{e:#}");
+        } else {
+            eprintln!("error: {e:#}");
         }
-        Command::Migrate => {
-            app::open_database(&cfg).await?;
+        std::process::exit(1);
+    }
+}
+
+async fn run(cfg: Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(cfg).await?,
+        Command::Migrate { db } => {
+            cli::open_database(&cfg, db).await?;
             println!("migrations applied");
         }
-        Command::User {
-            action:
-                UserAction::Create {
-                    username,
-                    password,
-                    role,
-                },
-        } => {
-            let auth = auth_service(&cfg).await?;
-            let u = auth.create_user(&username, &password, &[role]).await?;
-            println!("created user {} (id {}) with role {role}", u.username, u.id);
-        }
-        Command::Apikey {
-            action: ApiKeyAction::Create { name },
-        } => {
-            let auth = auth_service(&cfg).await?;
-            let k = auth.create_api_key(&name).await?;
-            println!("{}", k.key);
-            eprintln!(
-                "API key `{}` (id {}) created; it is shown only this once",
-                k.name, k.id
-            );
-        }
+        Command::User { action } => cli::user(&cfg, action).await?,
+        Command::Apikey { action } => cli::apikey(&cfg, action).await?,
         Command::Openapi => {
             // A throw-away in-memory instance: the spec needs the API objects, not data.
             let mut cfg = cfg;
@@ -175,4 +74,75 @@ async fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let database = switchboard::db::redact_url(&cfg.database_url());
+    tracing::info!(%database, "opening the database");
+    let app = Application::build(cfg.clone())
+        .await
+        .map_err(|e| explain_startup_error(e, &cfg))?;
+    if let Some(pw) = app.generated_admin_password() {
+        tracing::warn!(
+            "created user `admin` with generated password: {pw}  (shown once; set SWITCHBOARD_AUTH__ADMIN_PASSWORD before the first start to choose it, or change it with `switchboard user passwd --username admin`)"
+        );
+    }
+    log_urls(&cfg, app.local_addr());
+    let stop = app.shutdown_token();
+    tokio::spawn(async move {
+        app::shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    app.run().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Where to find everything, so an operator can click through from the first lines of the log.
+fn log_urls(cfg: &Config, addr: SocketAddr) {
+    // A wildcard address is not something a browser can open; the loopback one works locally.
+    let shown = match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("[::1]:{}", a.port()),
+        a => a.to_string(),
+    };
+    let socket = if cfg.websocket.public_url.is_empty() {
+        format!("ws://{shown}{}", cfg.websocket.path)
+    } else {
+        cfg.websocket.public_url.clone()
+    };
+    tracing::info!(
+        panel = %format!("http://{shown}/"),
+        swagger = %format!("http://{shown}/swagger"),
+        socket = %socket,
+        "listening on {addr}"
+    );
+    let addons = Addons::default().names();
+    tracing::info!(count = addons.len(), addons = %addons.join(", "), "addons loaded");
+}
+
+/// Names the listen address when binding failed: the OS error alone ("Address already in use")
+/// does not say which address, or that it came from `server.address`.
+fn explain_startup_error(e: anyhow::Error, cfg: &Config) -> anyhow::Error {
+    let io_kind = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let address = &cfg.server.address;
+    match io_kind {
+        Some(std::io::ErrorKind::AddrInUse) => anyhow::anyhow!(
+            "cannot listen on {address} (server.address): the address is already in use; is \
+             another server running there?"
+        ),
+        Some(std::io::ErrorKind::AddrNotAvailable) => anyhow::anyhow!(
+            "cannot listen on {address} (server.address): no such address on this machine"
+        ),
+        // The cluster's start-up errors say "Redis" but not which one.
+        _ if !cfg.cluster.redis_url.is_empty() && format!("{e:#}").contains("Redis") => {
+            let redis = switchboard::db::redact_url(&cfg.cluster.redis_url);
+            e.context(format!("starting the server (cluster.redis_url {redis})"))
+        }
+        _ => e.context("starting the server"),
+    }
 }

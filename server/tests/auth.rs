@@ -296,7 +296,14 @@ async fn errors_are_json_everywhere() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["code"], "bad_request");
+    assert_eq!(v["code"], "invalid_body");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: not valid JSON"),
+        "{v}"
+    );
     let r = app
         .http
         .get(app.url("/api/no/such/route"))

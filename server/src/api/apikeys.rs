@@ -84,7 +84,7 @@ impl ApiKeysApi {
     async fn create(&self, auth: ApiAuth, body: Json<CreateKey>) -> Result<Created, ApiError> {
         let who = auth.require(Role::Admin)?;
         let k = self.0.auth.create_api_key(&body.name).await?;
-        tracing::info!(by = %who.username, key = %k.name, "API key created");
+        tracing::info!(target: "audit", by = %who.username, key_id = k.id, key = %k.name, "API key created");
         Ok(Created::Ok(Json(CreatedKey {
             id: k.id,
             name: k.name,
@@ -95,8 +95,9 @@ impl ApiKeysApi {
     /// Delete an API key
     #[oai(path = "/:id", method = "delete")]
     async fn delete(&self, auth: ApiAuth, id: Path<i64>) -> Result<Deleted, ApiError> {
-        auth.require(Role::Admin)?;
+        let who = auth.require(Role::Admin)?;
         self.0.auth.delete_api_key(id.0).await?;
+        tracing::info!(target: "audit", by = %who.username, key_id = id.0, "API key revoked");
         Ok(Deleted::Ok)
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod apikeys;
 pub mod auth;
+pub mod body_check;
 pub mod site;
 pub mod users;
 pub mod websocket;

@@ -284,12 +284,12 @@ impl WebSocketApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/websocket", tag = "ApiTags::Send")]
+#[OpenApi(prefix_path = "/api/websocket")]
 impl WebSocketApi {
     /// Send to every connection
     ///
     /// Recipients get `{"event", "data", "code": 0, "timestamp"}` with `data` unchanged.
-    #[oai(path = "/send/toAll", method = "post")]
+    #[oai(path = "/send/toAll", method = "post", tag = "ApiTags::Send")]
     async fn to_all(
         &self,
         auth: ApiAuth,
@@ -308,7 +308,7 @@ impl WebSocketApi {
     /// Send to one connection
     ///
     /// 404 when the connection is not online.
-    #[oai(path = "/send/toClient", method = "post")]
+    #[oai(path = "/send/toClient", method = "post", tag = "ApiTags::Send")]
     async fn to_client(
         &self,
         auth: ApiAuth,
@@ -331,7 +331,7 @@ impl WebSocketApi {
     }
 
     /// Send to every device of a user
-    #[oai(path = "/send/toUser", method = "post")]
+    #[oai(path = "/send/toUser", method = "post", tag = "ApiTags::Send")]
     async fn to_user(
         &self,
         auth: ApiAuth,
@@ -350,7 +350,7 @@ impl WebSocketApi {
     }
 
     /// Send to every member of a tag
-    #[oai(path = "/send/toTag", method = "post")]
+    #[oai(path = "/send/toTag", method = "post", tag = "ApiTags::Send")]
     async fn to_tag(
         &self,
         auth: ApiAuth,
