@@ -438,7 +438,7 @@ impl WebSocketApi {
         let revoke = body.revoke.unwrap_or(false);
         let outcome = self.0.ws.node.kick(&target, &reason, revoke).await?;
         let closed = outcome.closed as u64;
-        tracing::info!(target: "audit", by = %who.username, target = ?target, closed, revoke, "kick");
+        tracing::info!(target: "audit", by = %who.username, client = body.client_id.as_deref(), user = body.user_id, closed, revoke, "kick");
         Ok(Json(KickResult { closed }))
     }
 

@@ -230,3 +230,72 @@ pub async fn eventually(d: Duration, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One deployment the behaviour suite runs against: a single node, or several nodes on one
+/// Redis sharing one database and JWT secret. Tests address nodes by index; in single-node
+/// mode every index is the one node.
+pub struct Deployment {
+    pub nodes: Vec<TestApp>,
+}
+
+/// Key prefix unique to this test process and call, so tests can share one Redis.
+pub fn unique_prefix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "sbtest{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The Redis URL of the cluster suites, or `None` (and a note that they are skipped).
+pub fn test_redis_url() -> Option<String> {
+    match std::env::var("SWITCHBOARD_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            eprintln!("skipped: set SWITCHBOARD_TEST_REDIS_URL to run the cluster tests");
+            None
+        }
+    }
+}
+
+impl Deployment {
+    /// One node, in-memory broker and presence.
+    pub async fn single(f: impl Fn(&mut Config)) -> Deployment {
+        Deployment {
+            nodes: vec![spawn_with(f).await],
+        }
+    }
+
+    /// `n` nodes on `redis`.
+    pub async fn cluster(redis: &str, n: usize, f: impl Fn(&mut Config)) -> Deployment {
+        let prefix = unique_prefix();
+        let mut nodes: Vec<TestApp> = Vec::new();
+        for i in 0..n {
+            let data_dir = nodes.first().map(|a| a.dir.path().to_path_buf());
+            let app = spawn_with(|c| {
+                f(c);
+                c.cluster.redis_url = redis.to_string();
+                c.cluster.prefix = prefix.clone();
+                c.cluster.node_id = format!("node-{i}");
+                if let Some(d) = data_dir {
+                    c.server.data_dir = d;
+                }
+            })
+            .await;
+            nodes.push(app);
+        }
+        Deployment { nodes }
+    }
+
+    /// Node `i` (wrapping).
+    pub fn node(&self, i: usize) -> &TestApp {
+        &self.nodes[i % self.nodes.len()]
+    }
+
+    /// How many nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+}

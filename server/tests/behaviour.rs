@@ -1,0 +1,527 @@
+//! The behaviour of sends, kicks, tags, the online list, stats, recovery and logout — written
+//! once and run against both modes: a single node, and three nodes on one Redis (set
+//! SWITCHBOARD_TEST_REDIS_URL; unset, the cluster half reports itself skipped). A difference
+//! between the modes is a failing test.
+//!
+//! Sockets are spread over the nodes by index and every API call goes to node 0, so in the
+//! cluster each check crosses nodes; in single-node mode every index is the one node.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard::Config;
+
+/// Limits small enough to reach in a test.
+fn limits(c: &mut Config) {
+    c.websocket.max_tags_per_connection = 3;
+    c.websocket.max_connections_per_user = 4;
+}
+
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod single_node {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let d = Deployment::single(limits).await;
+                    super::$name(&d).await;
+                }
+            )*
+        }
+        mod cluster_of_three {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(redis) = test_redis_url() else { return };
+                    let d = Deployment::cluster(&redis, 3, limits).await;
+                    super::$name(&d).await;
+                }
+            )*
+        }
+    };
+}
+
+in_both_modes!(
+    sends_reach_every_node_with_exact_counts,
+    a_connection_is_counted_as_soon_as_it_is_greeted,
+    kick_by_connection_and_by_user_with_revoke,
+    tags_their_limits_and_counts,
+    online_list_pages_filters_and_stats,
+    recover_replays_on_any_node,
+    logout_and_disable_close_sockets_everywhere,
+    the_per_user_connection_limit_holds_across_nodes,
+);
+
+async fn api_post(d: &Deployment, path: &str, body: Value) -> (u16, Value) {
+    d.node(0).post(path, &d.node(0).admin_token, body).await
+}
+
+async fn api_get(d: &Deployment, path: &str) -> (u16, Value) {
+    d.node(0).get(path, &d.node(0).admin_token).await
+}
+
+fn delivered(r: (u16, Value)) -> (u16, i64) {
+    (r.0, r.1["delivered"].as_i64().unwrap_or(-1))
+}
+
+async fn sends_reach_every_node_with_exact_counts(d: &Deployment) {
+    // The very first requests after start are already exact.
+    let (uid, alice) = d.node(0).user("alice", &["member"]).await;
+    let (_, bob) = d.node(0).user("bob", &["member"]).await;
+    let (mut a1, h1) = d.node(1).ws(&alice).await;
+    let (mut a2, _) = d.node(2).ws(&alice).await;
+    let (mut b0, _) = d.node(0).ws(&bob).await;
+
+    let r = api_post(
+        d,
+        "/api/websocket/send/toUser",
+        json!({"userId": uid, "event": "n", "data": {"x": 1}}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 2));
+    for ws in [&mut a1, &mut a2] {
+        let f = recv(ws).await;
+        assert_eq!(
+            (&f["event"], &f["data"], &f["stream"]),
+            (&json!("n"), &json!({"x": 1}), &json!(format!("user:{uid}")))
+        );
+    }
+
+    let r = api_post(
+        d,
+        "/api/websocket/send/toAll",
+        json!({"event": "all", "data": [1, "two", null]}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 3));
+    for ws in [&mut a1, &mut a2, &mut b0] {
+        let f = recv(ws).await;
+        assert_eq!(
+            (&f["event"], &f["data"]),
+            (&json!("all"), &json!([1, "two", null]))
+        );
+        assert_eq!(f["stream"], "all");
+    }
+
+    let id = h1["id"].as_str().unwrap();
+    let r = api_post(
+        d,
+        "/api/websocket/send/toClient",
+        json!({"clientId": id, "event": "direct", "data": "hi"}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 1));
+    let f = recv(&mut a1).await;
+    assert_eq!((&f["event"], &f["data"]), (&json!("direct"), &json!("hi")));
+    assert!(
+        f.get("stream").is_none(),
+        "a single connection has no stream"
+    );
+    let (s, v) = api_post(
+        d,
+        "/api/websocket/send/toClient",
+        json!({"clientId": "nobody.1", "event": "x"}),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("not_found")));
+
+    assert_eq!(
+        request(&mut b0, "join", json!({"id": "room"})).await["data"],
+        json!(["room"])
+    );
+    let (s, v) = api_post(
+        d,
+        "/api/websocket/tags/join",
+        json!({"clientId": id, "tag": "room"}),
+    )
+    .await;
+    assert_eq!((s, v["changed"].as_i64()), (200, Some(1)));
+    let r = api_post(
+        d,
+        "/api/websocket/send/toTag",
+        json!({"tag": "room", "event": "room-news", "data": 7}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 2));
+    for ws in [&mut b0, &mut a1] {
+        let f = recv(ws).await;
+        assert_eq!(
+            (&f["event"], &f["stream"]),
+            (&json!("room-news"), &json!("tag:room"))
+        );
+    }
+    // A client's `publish` counts the other members, cluster-wide.
+    let reply = request(
+        &mut b0,
+        "publish",
+        json!({"tag": "room", "data": "psst", "excludeSelf": true}),
+    )
+    .await;
+    assert_eq!(reply["data"]["delivered"], 1);
+    let f = recv(&mut a1).await;
+    assert_eq!(
+        (&f["event"], &f["data"]["data"]),
+        (&json!("publish"), &json!("psst"))
+    );
+    assert!(
+        recv_within(&mut a2, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "not a member: nothing"
+    );
+}
+
+async fn a_connection_is_counted_as_soon_as_it_is_greeted(d: &Deployment) {
+    let (uid, tok) = d.node(0).user("quick", &["member"]).await;
+    for i in 0..6 {
+        let (mut ws, hello) = d.node(i).ws(&tok).await;
+        let id = hello["id"].as_str().unwrap().to_string();
+        let (_, page) = api_get(d, &format!("/api/websocket/online?userId={uid}")).await;
+        let ids: Vec<&str> = page["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&id.as_str()), "{id} in {ids:?}");
+        let r = api_post(
+            d,
+            "/api/websocket/send/toClient",
+            json!({"clientId": id, "event": "now", "data": i}),
+        )
+        .await;
+        assert_eq!(delivered(r), (200, 1));
+        assert_eq!(recv(&mut ws).await["data"], i);
+        drop(ws);
+        // Gone from the list once closed.
+        let mut gone = false;
+        for _ in 0..100 {
+            let (_, p) = api_get(d, &format!("/api/websocket/online?userId={uid}")).await;
+            if p["total"] == 0 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "a closed connection leaves the online list");
+    }
+}
+
+async fn kick_by_connection_and_by_user_with_revoke(d: &Deployment) {
+    let (uid, tok) = d.node(0).user("carol", &["member"]).await;
+    let (mut c1, h1) = d.node(1).ws(&tok).await;
+    let (mut c2, _) = d.node(2).ws(&tok).await;
+    let (s, v) = api_post(
+        d,
+        "/api/websocket/kick",
+        json!({"clientId": h1["id"], "reason": "bye", "revoke": true}),
+    )
+    .await;
+    assert_eq!((s, v["closed"].as_i64()), (200, Some(1)));
+    let kick = recv(&mut c1).await;
+    assert_eq!(
+        (&kick["event"], &kick["data"]["reason"]),
+        (&json!("kick"), &json!("bye"))
+    );
+    assert_eq!(close_code(&mut c1, Duration::from_secs(5)).await, 4001);
+    // The kicked connection's user had its tokens revoked, on every node.
+    for i in 0..d.len() {
+        let mut refused = false;
+        for _ in 0..100 {
+            if d.node(i).get("/api/auth/me", &tok).await.0 == 401 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "node {i} still accepts the revoked token");
+    }
+    let (_, page) = api_get(d, &format!("/api/websocket/online?userId={uid}")).await;
+    assert_eq!(page["total"], 1, "the other device is still online");
+
+    let (s, v) = api_post(d, "/api/websocket/kick", json!({"userId": uid})).await;
+    assert_eq!((s, v["closed"].as_i64()), (200, Some(1)));
+    assert_eq!(recv(&mut c2).await["event"], "kick");
+    assert_eq!(close_code(&mut c2, Duration::from_secs(5)).await, 4001);
+    let (_, page) = api_get(d, &format!("/api/websocket/online?userId={uid}")).await;
+    assert_eq!(
+        page["total"], 0,
+        "kicked connections leave the list at once"
+    );
+    let (s, v) = api_post(d, "/api/websocket/kick", json!({"userId": uid})).await;
+    assert_eq!((s, v["closed"].as_i64()), (200, Some(0)));
+    let (s, v) = api_post(d, "/api/websocket/kick", json!({})).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_field")));
+}
+
+async fn tags_their_limits_and_counts(d: &Deployment) {
+    let (uid, tok) = d.node(0).user("dave", &["member"]).await;
+    let (mut w1, h1) = d.node(1).ws(&tok).await;
+    let (mut w2, h2) = d.node(2).ws(&tok).await;
+    let join = |body: Value| api_post(d, "/api/websocket/tags/join", body);
+    let (s, v) = join(json!({"userId": uid, "tag": "t1"})).await;
+    assert_eq!((s, v["changed"].as_i64()), (200, Some(2)));
+    let (s, v) = join(json!({"userId": uid, "tag": "t1"})).await;
+    assert_eq!(
+        (s, v["changed"].as_i64()),
+        (200, Some(0)),
+        "already members"
+    );
+
+    assert_eq!(
+        request(&mut w1, "join", json!({"id": "t2"})).await["data"],
+        json!(["t1", "t2"])
+    );
+    assert_eq!(
+        request(&mut w1, "join", json!({"id": "t3"})).await["data"],
+        json!(["t1", "t2", "t3"])
+    );
+    let over = request(&mut w1, "join", json!({"id": "t4"})).await;
+    assert_eq!(over["code"], 403, "{over}");
+    let sys = request(&mut w2, "join", json!({"id": "sys:x"})).await;
+    assert_eq!(sys["code"], 403);
+
+    // Over the limit the API answers 409 and changes nothing, whichever node holds the socket.
+    let (s, v) = join(json!({"clientId": h1["id"], "tag": "t5"})).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
+    let (s, _) = join(json!({"userId": uid, "tag": "t6"})).await;
+    assert_eq!(s, 409);
+    let (_, page) = api_get(d, "/api/websocket/online?tag=t6").await;
+    assert_eq!(page["total"], 0, "nobody joined t6");
+
+    let (s, v) = join(json!({"clientId": h2["id"], "tag": "sys:vip"})).await;
+    assert_eq!(
+        (s, v["changed"].as_i64()),
+        (200, Some(1)),
+        "the server may assign sys: tags"
+    );
+    let (_, tags) = api_get(d, "/api/websocket/tags").await;
+    assert_eq!(
+        tags,
+        json!([
+            {"tag": "sys:vip", "members": 1},
+            {"tag": "t1", "members": 2},
+            {"tag": "t2", "members": 1},
+            {"tag": "t3", "members": 1},
+        ])
+    );
+    let (s, v) = api_post(
+        d,
+        "/api/websocket/tags/quit",
+        json!({"userId": uid, "tag": "t1"}),
+    )
+    .await;
+    assert_eq!((s, v["changed"].as_i64()), (200, Some(2)));
+    let r = api_post(
+        d,
+        "/api/websocket/send/toTag",
+        json!({"tag": "t1", "event": "x"}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 0));
+    assert_eq!(
+        request(&mut w1, "quit", json!({"id": "t2"})).await["data"],
+        json!(["t3"])
+    );
+    let (_, stats) = api_get(d, "/api/websocket/stats").await;
+    assert_eq!(stats["tags"], 2, "{stats}");
+}
+
+async fn online_list_pages_filters_and_stats(d: &Deployment) {
+    let mut users = Vec::new();
+    for name in ["erin", "frank", "grace"] {
+        users.push(d.node(0).user(name, &["member"]).await);
+    }
+    let mut sockets = Vec::new();
+    let mut ids = BTreeSet::new();
+    for i in 0..9 {
+        let (_, tok) = &users[i % 3];
+        let (ws, hello) = d.node(i).ws(tok).await;
+        ids.insert(hello["id"].as_str().unwrap().to_string());
+        sockets.push(ws);
+    }
+    let (_, all) = api_get(d, "/api/websocket/online?pageSize=200").await;
+    assert_eq!(all["total"], 9);
+    let order: Vec<String> = all["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order.iter().cloned().collect::<BTreeSet<_>>(), ids);
+    let nodes: BTreeSet<&str> = all["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), d.len().min(9));
+    let mut paged = Vec::new();
+    for page in 1..=3 {
+        let (s, p) = api_get(d, &format!("/api/websocket/online?page={page}&pageSize=4")).await;
+        assert_eq!(
+            (s, p["total"].as_i64(), p["page"].as_i64()),
+            (200, Some(9), Some(page))
+        );
+        for r in p["list"].as_array().unwrap() {
+            paged.push(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(paged, order, "pages partition the list in order");
+    let (_, empty) = api_get(d, "/api/websocket/online?page=4&pageSize=4").await;
+    assert_eq!(
+        (
+            empty["total"].as_i64(),
+            empty["list"].as_array().map(Vec::len)
+        ),
+        (Some(9), Some(0))
+    );
+
+    let (uid, _) = users[1];
+    let (_, p) = api_get(d, &format!("/api/websocket/online?userId={uid}")).await;
+    assert_eq!(p["total"], 3);
+    assert!(
+        p["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["userId"] == uid && r["username"] == "frank")
+    );
+    let (_, p) = api_get(d, "/api/websocket/online?username=ra").await;
+    assert_eq!(p["total"], 6, "frank and grace");
+    let (_, p) = api_get(d, "/api/websocket/online?ip=127.0.0&pageSize=2").await;
+    assert_eq!(
+        (p["total"].as_i64(), p["list"].as_array().map(Vec::len)),
+        (Some(9), Some(2))
+    );
+    let (_, p) = api_get(
+        d,
+        &format!("/api/websocket/online?userId={uid}&username=gr"),
+    )
+    .await;
+    assert_eq!(p["total"], 0);
+    let (s, v) = api_get(d, "/api/websocket/online?pageSize=201").await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_field")));
+
+    let (_, stats) = api_get(d, "/api/websocket/stats").await;
+    assert_eq!(
+        (stats["connections"].as_i64(), stats["users"].as_i64()),
+        (Some(9), Some(3))
+    );
+    drop(sockets);
+}
+
+async fn recover_replays_on_any_node(d: &Deployment) {
+    let (uid, tok) = d.node(0).user("heidi", &["member"]).await;
+    let (mut ws, hello) = d.node(1).ws(&tok).await;
+    let stream = format!("user:{uid}");
+    let epoch = hello["streams"][&stream]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(hello["streams"][&stream]["offset"], 0);
+    for n in 1..=3 {
+        api_post(
+            d,
+            "/api/websocket/send/toUser",
+            json!({"userId": uid, "event": "m", "data": n}),
+        )
+        .await;
+        let f = recv(&mut ws).await;
+        assert_eq!(
+            (f["offset"].as_i64(), f["epoch"].as_str()),
+            (Some(n), Some(epoch.as_str()))
+        );
+    }
+    drop(ws);
+    for n in 4..=5 {
+        let r = api_post(
+            d,
+            "/api/websocket/send/toUser",
+            json!({"userId": uid, "event": "m", "data": n}),
+        )
+        .await;
+        assert_eq!(r.0, 200);
+    }
+    let url = format!("{}?recover=1", d.node(2).ws_url);
+    let mut back = ws_connect(&url, Some(&tok)).await.unwrap();
+    assert_eq!(recv(&mut back).await["event"], "connected");
+    send(
+        &mut back,
+        json!({"event": "recover", "seqno": "r",
+               "data": {"streams": {&stream: {"offset": 3, "epoch": &epoch}}}}),
+    )
+    .await;
+    let mut got = Vec::new();
+    loop {
+        let f = recv(&mut back).await;
+        if f["seqno"] == "r" {
+            assert_eq!(f["data"]["recovered"][&stream], true, "{f}");
+            break;
+        }
+        got.push(f["data"].as_i64().unwrap());
+    }
+    assert_eq!(got, [4, 5]);
+    let r = api_post(
+        d,
+        "/api/websocket/send/toUser",
+        json!({"userId": uid, "event": "m", "data": 6}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 1));
+    assert_eq!(recv(&mut back).await["offset"], 6);
+}
+
+async fn logout_and_disable_close_sockets_everywhere(d: &Deployment) {
+    let (uid, first) = d.node(0).user("ivan", &["member"]).await;
+    let second = login(&d.node(0).http, &d.node(0).base, "ivan", "password-123").await;
+    let (mut f1, _) = d.node(1).ws(&first).await;
+    let (mut f2, _) = d.node(2).ws(&first).await;
+    let (mut s0, _) = d.node(0).ws(&second).await;
+    let (s, v) = d.node(0).post("/api/auth/logout", &first, json!({})).await;
+    assert_eq!((s, v["closed"].as_i64()), (200, Some(2)), "{v}");
+    for ws in [&mut f1, &mut f2] {
+        assert_eq!(close_code(ws, Duration::from_secs(5)).await, 4003);
+    }
+    assert_eq!(
+        request(&mut s0, "ping", Value::Null).await["code"],
+        0,
+        "the other token lives"
+    );
+
+    let r = d
+        .node(0)
+        .http
+        .patch(d.node(0).url(&format!("/api/users/{uid}")))
+        .bearer_auth(&d.node(0).admin_token)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(close_code(&mut s0, Duration::from_secs(5)).await, 4003);
+    let (_, page) = api_get(d, &format!("/api/websocket/online?userId={uid}")).await;
+    assert_eq!(page["total"], 0);
+}
+
+async fn the_per_user_connection_limit_holds_across_nodes(d: &Deployment) {
+    let (_, tok) = d.node(0).user("judy", &["member"]).await;
+    let mut held = Vec::new();
+    for i in 0..4 {
+        held.push(d.node(i).ws(&tok).await.0);
+    }
+    let refused = ws_connect(&d.node(4).ws_url, Some(&tok)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429)
+        }
+        other => panic!("expected 429, got {:?}", other.map(|_| "an upgrade")),
+    }
+    drop(held);
+}
