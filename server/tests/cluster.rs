@@ -53,121 +53,6 @@ async fn two_nodes(redis: &str) -> (TestApp, TestApp) {
 }
 
 #[tokio::test]
-async fn a_send_on_one_node_reaches_a_socket_on_another_with_the_right_count() {
-    let Some(redis) = redis_url() else { return };
-    let (a, b) = two_nodes(&redis).await;
-    let (uid, tok) = a.user("roamer", &["member"]).await;
-    let (mut on_a, _) = a.ws(&tok).await;
-    let (mut on_b, hb) = b.ws(&tok).await;
-    assert_eq!(hb["node"], "node-b");
-    let (s, d) = a
-        .post(
-            "/api/websocket/send/toUser",
-            &a.admin_token,
-            json!({"userId": uid, "event": "notice", "data": {"z": 1, "a": 2}}),
-        )
-        .await;
-    assert_eq!(
-        (s, d["delivered"].as_i64()),
-        (200, Some(2)),
-        "cluster-wide count"
-    );
-    for ws in [&mut on_a, &mut on_b] {
-        let v = recv(ws).await;
-        assert_eq!(v["event"], "notice");
-        assert_eq!(
-            v["data"].to_string(),
-            r#"{"z":1,"a":2}"#,
-            "data unchanged, key order kept"
-        );
-        assert_eq!(v["stream"], format!("user:{uid}"));
-        assert_eq!(v["offset"], 1);
-    }
-    let (_, d) = b
-        .post(
-            "/api/websocket/send/toAll",
-            &b.admin_token,
-            json!({"event": "all"}),
-        )
-        .await;
-    assert_eq!(d["delivered"], 2);
-    let (_, d) = a
-        .post(
-            "/api/websocket/send/toClient",
-            &a.admin_token,
-            json!({"clientId": hb["id"], "event": "direct"}),
-        )
-        .await;
-    assert_eq!(d["delivered"], 1);
-    recv(&mut on_b).await; // all
-    assert_eq!(recv(&mut on_b).await["event"], "direct");
-    // The online list on A shows B's connection, with its node.
-    let mut seen = false;
-    for _ in 0..50 {
-        let (_, page) = a
-            .get(
-                &format!("/api/websocket/online?userId={uid}"),
-                &a.admin_token,
-            )
-            .await;
-        let nodes: Vec<&str> = page["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["node"].as_str().unwrap())
-            .collect();
-        if nodes.contains(&"node-a") && nodes.contains(&"node-b") {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen, "both nodes' connections listed");
-    let (_, st) = a.get("/api/websocket/stats", &a.admin_token).await;
-    assert_eq!(st["connections"], 2);
-    assert_eq!(a.get("/readyz", "").await.0, 200);
-}
-
-#[tokio::test]
-async fn kick_and_server_side_tags_across_nodes() {
-    let Some(redis) = redis_url() else { return };
-    let (a, b) = two_nodes(&redis).await;
-    let (uid, tok) = a.user("kicked", &["member"]).await;
-    let (mut on_b, _) = b.ws(&tok).await;
-    let (_, r) = a
-        .post(
-            "/api/websocket/tags/join",
-            &a.admin_token,
-            json!({"userId": uid, "tag": "sys:vip"}),
-        )
-        .await;
-    assert_eq!(r["changed"], 1);
-    let (_, d) = a
-        .post(
-            "/api/websocket/send/toTag",
-            &a.admin_token,
-            json!({"tag": "sys:vip", "event": "vip"}),
-        )
-        .await;
-    assert_eq!(d["delivered"], 1);
-    assert_eq!(recv(&mut on_b).await["event"], "vip");
-    let (_, r) = a
-        .post(
-            "/api/websocket/kick",
-            &a.admin_token,
-            json!({"userId": uid, "reason": "cross-node"}),
-        )
-        .await;
-    assert_eq!(r["closed"], 1);
-    let v = recv(&mut on_b).await;
-    assert_eq!(
-        (v["event"].as_str(), v["data"]["reason"].as_str()),
-        (Some("kick"), Some("cross-node"))
-    );
-    assert_eq!(close_code(&mut on_b, Duration::from_secs(5)).await, 4001);
-}
-
-#[tokio::test]
 async fn recover_on_node_b_what_was_sent_while_on_node_a() {
     let Some(redis) = redis_url() else { return };
     let (a, b) = two_nodes(&redis).await;
@@ -383,7 +268,10 @@ async fn a_killed_node_leaves_the_online_list() {
         !listed(&a.get("/api/websocket/online", &a.admin_token).await.1)
     })
     .await;
-    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "a dead node's connections leave within 30 s"
+    );
 }
 
 async fn eventually_async<F, Fut>(d: Duration, mut cond: F)

@@ -199,7 +199,16 @@ impl RedisBackend {
         }
     }
 
-    fn saw(&self, stream: &str, offset: u64, epoch: &str) {
+    fn already_delivered(&self, stream: &str, offset: u64, epoch: &str) -> bool {
+        self.seen
+            .lock()
+            .get(stream)
+            .is_some_and(|(o, e)| e == epoch && offset <= *o)
+    }
+
+    /// Records the newest position of a stream this node has applied. The subscription is
+    /// applied in order, so everything at or below it has been handled here.
+    pub(super) fn saw(&self, stream: &str, offset: u64, epoch: &str) {
         let mut seen = self.seen.lock();
         match seen.get_mut(stream) {
             Some((o, e)) if e == epoch => *o = (*o).max(offset),
@@ -318,6 +327,10 @@ impl RedisBackend {
                     ) else {
                         return;
                     };
+                    if self.already_delivered(&stream, offset, &epoch) {
+                        // Replayed by a catch-up that raced with the subscription.
+                        return;
+                    }
                     let except = except.as_deref().and_then(ClientId::parse);
                     self.registry.deliver_positioned(
                         owner.target(),

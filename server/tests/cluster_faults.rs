@@ -1,0 +1,431 @@
+//! Cluster faults with real processes: three `switchboard` nodes on a private `redis-server`
+//! this test starts on a free port, frozen with SIGSTOP, and Redis restarted mid-traffic; and
+//! a thousand sockets over three nodes. Needs SWITCHBOARD_TEST_REDIS_URL set (the suite is
+//! skipped otherwise) and `redis-server` on PATH.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Redis with an append-only file, so a restart keeps its data.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::spawn(port, dir.path());
+        let r = PrivateRedis { port, dir, child };
+        r.wait_up();
+        r
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs")
+    }
+
+    fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port, self.dir.path());
+        self.wait_up();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One node as its own process.
+struct ProcessNode {
+    child: Child,
+    base: String,
+    ws_url: String,
+}
+
+impl ProcessNode {
+    async fn start(name: &str, data_dir: &Path, redis: &str, prefix: &str) -> ProcessNode {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .env("SWITCHBOARD_SERVER__ADDRESS", format!("127.0.0.1:{port}"))
+            .env("SWITCHBOARD_SERVER__DATA_DIR", data_dir)
+            .env("SWITCHBOARD_AUTH__ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("SWITCHBOARD_CLUSTER__REDIS_URL", redis)
+            .env("SWITCHBOARD_CLUSTER__PREFIX", prefix)
+            .env("SWITCHBOARD_CLUSTER__NODE_ID", name)
+            .env("SWITCHBOARD_WEBSOCKET__MAX_CONNECTIONS_PER_USER", "0")
+            .env("SWITCHBOARD_LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = ProcessNode {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            ws_url: format!("ws://127.0.0.1:{port}/socket"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = reqwest::get(format!("{}/readyz", node.base))
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {name} never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Api {
+    async fn new(base: &str) -> Api {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let token = login(&http, base, "admin", ADMIN_PASSWORD).await;
+        Api { http, token }
+    }
+
+    async fn post(&self, base: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn user(&self, base: &str, name: &str) -> (i64, String) {
+        let (s, v) = self
+            .post(
+                base,
+                "/api/users",
+                json!({"username": name, "password": "password-123", "roles": ["member"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        (
+            v["id"].as_i64().unwrap(),
+            login(&self.http, base, name, "password-123").await,
+        )
+    }
+}
+
+async fn three_process_nodes(redis: &str) -> (tempfile::TempDir, Vec<ProcessNode>) {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let mut nodes = Vec::new();
+    // The first node creates the database; the others join it.
+    for name in ["a", "b", "c"] {
+        nodes.push(ProcessNode::start(name, dir.path(), redis, &prefix).await);
+    }
+    (dir, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_requests_after_start_are_exact_and_a_frozen_node_catches_up() {
+    let Some(_) = test_redis_url() else { return };
+    let redis = PrivateRedis::start();
+    let (_dir, nodes) = three_process_nodes(&redis.url()).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let api = Api::new(&a.base).await;
+    let (uid, tok) = api.user(&a.base, "mallory").await;
+
+    // Right after start: a socket on C is counted by a send and a kick made on A.
+    let (mut on_c, hello_c) = {
+        let mut ws = ws_connect(&c.ws_url, Some(&tok)).await.unwrap();
+        let hello = recv(&mut ws).await;
+        (ws, hello)
+    };
+    let mut on_b = ws_connect(&b.ws_url, Some(&tok)).await.unwrap();
+    let hello_b = recv(&mut on_b).await;
+    let (s, v) = api
+        .post(
+            &a.base,
+            "/api/websocket/send/toUser",
+            json!({"userId": uid, "event": "n", "data": 0}),
+        )
+        .await;
+    assert_eq!((s, v["delivered"].as_i64()), (200, Some(2)), "{v}");
+    assert_eq!(recv(&mut on_c).await["data"], 0);
+    assert_eq!(recv(&mut on_b).await["data"], 0);
+
+    // C freezes. Sends made meanwhile still count its socket and do not wait for it.
+    c.signal("-STOP");
+    let mut slowest = Duration::ZERO;
+    for n in 1..=20 {
+        let started = Instant::now();
+        let (s, v) = api
+            .post(
+                &a.base,
+                "/api/websocket/send/toUser",
+                json!({"userId": uid, "event": "n", "data": n}),
+            )
+            .await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!((s, v["delivered"].as_i64()), (200, Some(2)), "{v}");
+        assert_eq!(recv(&mut on_b).await["data"], n);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    eprintln!("slowest send while a node was frozen: {slowest:?}");
+    c.signal("-CONT");
+    // The frozen node's socket gets everything, in order, once it resumes.
+    for n in 1..=20 {
+        let f = recv_within(&mut on_c, Duration::from_secs(15))
+            .await
+            .expect("the resumed node delivers what it missed");
+        assert_eq!(
+            (f["data"].as_i64(), f["offset"].as_i64()),
+            (Some(n), Some(n + 1))
+        );
+    }
+
+    // A kick made on A closes the socket on the resumed node and counts it.
+    let (s, v) = api
+        .post(
+            &a.base,
+            "/api/websocket/kick",
+            json!({"clientId": hello_c["data"]["id"]}),
+        )
+        .await;
+    assert_eq!((s, v["closed"].as_i64()), (200, Some(1)));
+    assert_eq!(recv(&mut on_c).await["event"], "kick");
+    assert_eq!(close_code(&mut on_c, Duration::from_secs(5)).await, 4001);
+    let (s, v) = api
+        .post(&a.base, "/api/websocket/kick", json!({"userId": uid}))
+        .await;
+    assert_eq!(
+        (s, v["closed"].as_i64()),
+        (200, Some(1)),
+        "only B's socket was left"
+    );
+    assert_eq!(hello_b["event"], "connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_traffic_loses_nothing_within_history() {
+    let Some(_) = test_redis_url() else { return };
+    let mut redis = PrivateRedis::start();
+    let (_dir, nodes) = three_process_nodes(&redis.url()).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let api = Api::new(&a.base).await;
+    let (uid, tok) = api.user(&a.base, "niaj").await;
+    let mut ws = ws_connect(&b.ws_url, Some(&tok)).await.unwrap();
+    let hello = recv(&mut ws).await;
+    let stream = format!("user:{uid}");
+    let epoch = hello["data"]["streams"][&stream]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for n in 1..=60i64 {
+        if n == 20 {
+            redis.stop();
+        }
+        if n == 30 {
+            redis.restart();
+        }
+        let (s, v) = api
+            .post(
+                &a.base,
+                "/api/websocket/send/toUser",
+                json!({"userId": uid, "event": "n", "data": n}),
+            )
+            .await;
+        match s {
+            200 => {
+                assert_eq!(v["delivered"], 1, "{v}");
+                accepted.push(n);
+            }
+            503 => {
+                assert_eq!(v["code"], "cluster_unavailable");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused > 0, "the outage was visible to the API");
+    assert!(accepted.len() > 30, "sends resumed: {accepted:?}");
+    // Every accepted send arrived, in order, with consecutive offsets.
+    let mut got = Vec::new();
+    let mut offsets = Vec::new();
+    while got.len() < accepted.len() {
+        let f = recv_within(&mut ws, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("missing pushes: got {got:?} of {accepted:?}"));
+        got.push(f["data"].as_i64().unwrap());
+        offsets.push(f["offset"].as_i64().unwrap());
+        assert_eq!(f["epoch"], epoch.as_str(), "the stream kept its epoch");
+    }
+    assert_eq!(got, accepted);
+    assert_eq!(offsets, (1..=accepted.len() as i64).collect::<Vec<_>>());
+
+    // And `recover` afterwards replays from history, on another node.
+    drop(ws);
+    let url = format!("{}?recover=1", nodes[2].ws_url);
+    let mut back = ws_connect(&url, Some(&tok)).await.unwrap();
+    assert_eq!(recv(&mut back).await["event"], "connected");
+    send(
+        &mut back,
+        json!({"event": "recover", "seqno": "r",
+               "data": {"streams": {&stream: {"offset": 10, "epoch": &epoch}}}}),
+    )
+    .await;
+    let mut replayed = Vec::new();
+    loop {
+        let f = recv(&mut back).await;
+        if f["seqno"] == "r" {
+            assert_eq!(f["data"]["recovered"][&stream], true, "{f}");
+            break;
+        }
+        replayed.push(f["data"].as_i64().unwrap());
+    }
+    assert_eq!(replayed, accepted[10..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sockets_over_three_nodes_are_listed_exactly() {
+    let Some(redis) = test_redis_url() else {
+        return;
+    };
+    let d = Deployment::cluster(&redis, 3, |c| {
+        c.websocket.max_connections_per_user = 0;
+    })
+    .await;
+    let token = d.node(0).admin_token.clone();
+    let mut sockets = Vec::new();
+    let mut ids = BTreeSet::new();
+    for batch in 0..10 {
+        let mut pending = Vec::new();
+        for i in 0..100 {
+            let url = d.node(batch * 100 + i).ws_url.clone();
+            let t = token.clone();
+            pending.push(tokio::spawn(async move {
+                let mut ws = ws_connect(&url, Some(&t)).await.unwrap();
+                let hello = recv(&mut ws).await;
+                (ws, hello["data"]["id"].as_str().unwrap().to_string())
+            }));
+        }
+        for p in pending {
+            let (ws, id) = p.await.unwrap();
+            ids.insert(id);
+            sockets.push(ws);
+        }
+    }
+    assert_eq!(ids.len(), 1000);
+    for i in 0..3 {
+        let (_, stats) = d.node(i).get("/api/websocket/stats", &token).await;
+        assert_eq!(stats["connections"], 1000, "node {i}: {stats}");
+    }
+    let mut listed = Vec::new();
+    for page in 1..=5 {
+        let (s, p) = d
+            .node(page)
+            .get(
+                &format!("/api/websocket/online?page={page}&pageSize=200"),
+                &token,
+            )
+            .await;
+        assert_eq!((s, p["total"].as_i64()), (200, Some(1000)));
+        let rows = p["list"].as_array().unwrap();
+        assert_eq!(rows.len(), 200);
+        listed.extend(rows.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(listed.len(), 1000);
+    assert_eq!(
+        listed.iter().cloned().collect::<BTreeSet<_>>(),
+        ids,
+        "every page exact"
+    );
+    let r = d
+        .node(2)
+        .post(
+            "/api/websocket/send/toAll",
+            &token,
+            json!({"event": "all", "data": 1}),
+        )
+        .await;
+    assert_eq!(r.1["delivered"], 1000);
+    drop(sockets);
+}
