@@ -157,11 +157,7 @@ impl Application {
             cfg.history.ttl,
             cfg.history.max_bytes,
         ));
-        let local = Arc::new(LocalHub::new(
-            registry.clone(),
-            history.clone(),
-            metrics.clone(),
-        ));
+        let local = Arc::new(LocalHub::new(registry.clone(), history.clone()));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         // The one place that chooses the backend: memory for a single node, Redis for a
@@ -201,7 +197,13 @@ impl Application {
                 tracing::info!(node = %node, "cluster mode on Redis");
                 (backend.clone(), backend.clone(), Some(backend))
             };
-        let node_facade = Arc::new(Node::new(registry.clone(), broker, presence, auth.clone()));
+        let node_facade = Arc::new(Node::new(
+            registry.clone(),
+            broker,
+            presence,
+            auth.clone(),
+            metrics.clone(),
+        ));
         if let Some(backend) = &redis {
             let consumer = QueueConsumer {
                 client: backend.client().clone(),

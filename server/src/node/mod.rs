@@ -29,6 +29,7 @@ use switchboard_sdk::protocol::Push;
 use switchboard_sdk::{Audience, Client, ClientId, Hub, Identity, Tag, UserId};
 
 use crate::auth::AuthService;
+use crate::metrics::Metrics;
 use crate::websocket::Registry;
 use crate::websocket::hub::RecoverRequest;
 use crate::websocket::registry::{LimitError, Reservation};
@@ -205,6 +206,7 @@ pub struct Node {
     broker: Arc<dyn Broker>,
     presence: Arc<dyn Presence>,
     auth: Arc<AuthService>,
+    metrics: Arc<Metrics>,
 }
 
 impl Node {
@@ -214,6 +216,7 @@ impl Node {
         broker: Arc<dyn Broker>,
         presence: Arc<dyn Presence>,
         auth: Arc<AuthService>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Node {
             id: registry.node().clone(),
@@ -221,7 +224,20 @@ impl Node {
             broker,
             presence,
             auth,
+            metrics,
         }
+    }
+
+    async fn publish(
+        &self,
+        audience: &Audience,
+        push: &Push,
+        except: Option<&ClientId>,
+    ) -> Result<usize, NodeError> {
+        let start = std::time::Instant::now();
+        let res = self.broker.publish(audience, push, except).await;
+        self.metrics.send_seconds.observe(start.elapsed());
+        res
     }
 
     /// This node's id.
@@ -251,7 +267,7 @@ impl Node {
 
     /// Sends a push; returns how many connections it is addressed to, cluster-wide.
     pub async fn send(&self, audience: &Audience, push: &Push) -> Result<usize, NodeError> {
-        self.broker.publish(audience, push, None).await
+        self.publish(audience, push, None).await
     }
 
     /// `publish` from a client: the tag stream, optionally skipping the sender.
@@ -261,8 +277,7 @@ impl Node {
         push: &Push,
         except: Option<&ClientId>,
     ) -> Result<usize, NodeError> {
-        self.broker
-            .publish(&Audience::Tag(tag.clone()), push, except)
+        self.publish(&Audience::Tag(tag.clone()), push, except)
             .await
     }
 

@@ -214,32 +214,6 @@ impl ShardGuard<'_> {
             .expect("stream state exists")
     }
 
-    /// Whether this node knows the stream (it published or observed something on it).
-    pub fn is_known(&self, stream: &str) -> bool {
-        self.guard.streams.contains_key(stream)
-    }
-
-    /// Records a position assigned elsewhere (cluster mode: Redis numbers the streams and this
-    /// node sees the pushes in order). A different epoch replaces the stream's state.
-    pub fn observe(&mut self, stream: &str, offset: u64, epoch: &str) {
-        let history = self.history;
-        let st = self.state(stream);
-        let mut freed = 0;
-        if &*st.epoch != epoch {
-            st.epoch = Arc::from(epoch);
-            st.offset = offset;
-            st.entries.clear();
-            freed = st.bytes;
-            st.bytes = 0;
-        } else if offset > st.offset {
-            st.offset = offset;
-        }
-        st.last_used = Instant::now();
-        if freed > 0 {
-            history.account(0, freed);
-        }
-    }
-
     /// The stream's current position (offset 0 = nothing published yet).
     pub fn position(&mut self, stream: &str) -> (u64, Arc<str>) {
         let st = self.state(stream);

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,7 +14,6 @@ use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag, UserId};
 
 use super::history::{MemoryHistory, Recovery, ShardGuard};
 use super::registry::{LimitError, Registry, Reservation, TagChangeError, encode};
-use crate::metrics::Metrics;
 
 /// The stream of everything sent to all.
 pub const ALL_STREAM: &str = "all";
@@ -99,21 +97,12 @@ impl RecoverReply {
 pub struct LocalHub {
     registry: Arc<Registry>,
     history: Arc<MemoryHistory>,
-    metrics: Arc<Metrics>,
 }
 
 impl LocalHub {
     /// Wraps a registry and a history.
-    pub fn new(
-        registry: Arc<Registry>,
-        history: Arc<MemoryHistory>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        LocalHub {
-            registry,
-            history,
-            metrics,
-        }
+    pub fn new(registry: Arc<Registry>, history: Arc<MemoryHistory>) -> Self {
+        LocalHub { registry, history }
     }
 
     /// The registry.
@@ -124,13 +113,6 @@ impl LocalHub {
     /// The history.
     pub fn history(&self) -> &Arc<MemoryHistory> {
         &self.history
-    }
-
-    fn timed(&self, f: impl FnOnce() -> usize) -> usize {
-        let start = Instant::now();
-        let n = f();
-        self.metrics.send_seconds.observe(start.elapsed());
-        n
     }
 
     fn lock_many(&self, streams: &[&str]) -> Vec<(usize, ShardGuard<'_>)> {
@@ -216,11 +198,9 @@ impl LocalHub {
     /// Publishes into a tag's stream, optionally skipping the sender (`publish` event).
     pub fn publish_tag(&self, tag: &Tag, push: &Push, except: Option<&ClientId>) -> usize {
         let stream = tag_stream(tag);
-        self.timed(|| {
-            let mut g = self.history.lock(&stream);
-            let frame = g.append(&stream, |pos| encode(push, Some(pos)));
-            self.registry.deliver_tag(tag, &frame, except)
-        })
+        let mut g = self.history.lock(&stream);
+        let frame = g.append(&stream, |pos| encode(push, Some(pos)));
+        self.registry.deliver_tag(tag, &frame, except)
     }
 
     /// Whether a connection may recover `stream`: `all`, its own user, tags it joined.
@@ -268,25 +248,21 @@ impl LocalHub {
 }
 
 impl LocalHub {
-    /// Numbers `push` in its audience's stream and queues it to this node's recipients;
-    /// returns how many were reached.
+    /// Numbers `push` in its audience's stream and queues it to this node's recipients under
+    /// the stream's lock; returns how many were reached.
     pub fn publish(&self, audience: &Audience, push: &Push, except: Option<&ClientId>) -> usize {
         match audience {
-            Audience::All => self.timed(|| {
+            Audience::All => {
                 let mut g = self.history.lock(ALL_STREAM);
                 let frame: Outbound = g.append(ALL_STREAM, |pos| encode(push, Some(pos)));
                 self.registry.deliver_all(&frame)
-            }),
-            Audience::Client(id) => {
-                self.timed(|| self.registry.deliver_client(id, &encode(push, None)))
             }
+            Audience::Client(id) => self.registry.deliver_client(id, &encode(push, None)),
             Audience::User(user) => {
                 let stream = user_stream(*user);
-                self.timed(|| {
-                    let mut g = self.history.lock(&stream);
-                    let frame = g.append(&stream, |pos| encode(push, Some(pos)));
-                    self.registry.deliver_user(*user, &frame)
-                })
+                let mut g = self.history.lock(&stream);
+                let frame = g.append(&stream, |pos| encode(push, Some(pos)));
+                self.registry.deliver_user(*user, &frame)
             }
             Audience::Tag(tag) => self.publish_tag(tag, push, except),
         }

@@ -3,7 +3,7 @@
 //! it is never held across an await, and pushing to a client only appends to its bounded
 //! queue.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,7 +76,6 @@ pub struct Registry {
     counter: AtomicU64,
     limits: Limits,
     metrics: Arc<Metrics>,
-    generation: AtomicU64,
 }
 
 /// A slot reserved at the handshake; released on drop unless the connection registered.
@@ -105,17 +104,7 @@ impl Registry {
             counter: AtomicU64::new(0),
             limits,
             metrics,
-            generation: AtomicU64::new(0),
         }
-    }
-
-    /// Changes with every membership change (presence uses it to know when to rewrite).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
-    }
-
-    fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// This node's id.
@@ -196,7 +185,6 @@ impl Registry {
         }
         idx.clients.insert(client.id().clone(), client);
         self.metrics.connections.set(idx.clients.len() as i64);
-        self.bump();
         self.metrics.users.set(idx.users.len() as i64);
     }
 
@@ -216,7 +204,6 @@ impl Registry {
         }
         Self::release_locked(&mut idx, user);
         self.metrics.connections.set(idx.clients.len() as i64);
-        self.bump();
         self.metrics.users.set(idx.users.len() as i64);
         self.metrics.tags.set(idx.tags.len() as i64);
     }
@@ -255,7 +242,6 @@ impl Registry {
             }
         }
         self.metrics.users.set(idx.users.len() as i64);
-        self.bump();
         Ok(())
     }
 
@@ -281,7 +267,6 @@ impl Registry {
         let list = tags.iter().cloned().collect();
         drop(tags);
         self.metrics.tags.set(idx.tags.len() as i64);
-        self.bump();
         Ok(list)
     }
 
@@ -300,7 +285,6 @@ impl Registry {
         let list = tags.iter().cloned().collect();
         drop(tags);
         self.metrics.tags.set(idx.tags.len() as i64);
-        self.bump();
         Ok(list)
     }
 
@@ -444,21 +428,6 @@ impl Registry {
         }
     }
 
-    /// Pushes to every local connection (no stream position).
-    pub fn push_all(&self, push: &Push, pos: Option<&StreamPosition>) -> usize {
-        self.deliver_all(&encode(push, pos))
-    }
-
-    /// Pushes to one local connection.
-    pub fn push_client(&self, id: &ClientId, push: &Push) -> usize {
-        self.deliver_client(id, &encode(push, None))
-    }
-
-    /// Pushes to a user's local connections.
-    pub fn push_user(&self, user: UserId, push: &Push, pos: Option<&StreamPosition>) -> usize {
-        self.deliver_user(user, &encode(push, pos))
-    }
-
     /// Closes a user's connections with `code` (e.g. 4003 after revocation). Returns how many.
     pub fn close_user(&self, user: UserId, code: u16, reason: &str) -> usize {
         self.user_clients(user)
@@ -478,13 +447,6 @@ impl Registry {
             })
             .filter(|c| c.close(code, reason, true))
             .count()
-    }
-
-    /// Every tag a connection holds.
-    pub fn client_tags(&self, id: &ClientId) -> BTreeSet<Tag> {
-        self.get(id)
-            .map(|c| c.tags().into_iter().collect())
-            .unwrap_or_default()
     }
 }
 
@@ -588,7 +550,7 @@ mod tests {
         r.set_identity(&a, ident(5)).unwrap();
         assert_eq!(r.user_clients(UserId(5)).len(), 1);
         let push = Push::new("x", serde_json::Value::Null);
-        assert_eq!(r.push_user(UserId(5), &push, None), 1);
+        assert_eq!(r.deliver_user(UserId(5), &encode(&push, None)), 1);
         r.unregister(&a);
         assert!(r.is_empty());
     }
@@ -600,6 +562,6 @@ mod tests {
         let _b = connect(&r, Some(2)).unwrap();
         a.close(4001, "x", false);
         let push = Push::new("x", serde_json::json!(1));
-        assert_eq!(r.push_all(&push, None), 1);
+        assert_eq!(r.deliver_all(&encode(&push, None)), 1);
     }
 }
