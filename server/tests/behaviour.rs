@@ -21,33 +21,49 @@ fn limits(c: &mut Config) {
     c.websocket.max_connections_per_user = 4;
 }
 
+/// The socket path on the exemption list: anonymous clients may connect and `login`.
+fn exempt_socket(c: &mut Config) {
+    limits(c);
+    c.auth.except_login.push("/socket".into());
+}
+
 macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod single_node {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let d = Deployment::single(limits).await;
-                    super::$name(&d).await;
-                }
-            )*
-        }
-        mod cluster_of_three {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(redis) = test_redis_url() else { return };
-                    let d = Deployment::cluster(&redis, 3, limits).await;
-                    super::$name(&d).await;
-                }
-            )*
+    ($modname:ident, $config:path, $($name:ident),* $(,)?) => {
+        mod $modname {
+            mod single_node {
+                use super::super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let d = Deployment::single($config).await;
+                        super::super::$name(&d).await;
+                    }
+                )*
+            }
+            mod cluster_of_three {
+                use super::super::*;
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let Some(redis) = test_redis_url() else { return };
+                        let d = Deployment::cluster(&redis, 3, $config).await;
+                        super::super::$name(&d).await;
+                    }
+                )*
+            }
         }
     };
 }
 
 in_both_modes!(
+    anonymous,
+    exempt_socket,
+    anonymous_clients_are_listed_sent_to_kicked_and_can_log_in,
+);
+
+in_both_modes!(
+    authenticated,
+    limits,
     sends_reach_every_node_with_exact_counts,
     a_connection_is_counted_as_soon_as_it_is_greeted,
     kick_by_connection_and_by_user_with_revoke,
@@ -524,4 +540,64 @@ async fn the_per_user_connection_limit_holds_across_nodes(d: &Deployment) {
         other => panic!("expected 429, got {:?}", other.map(|_| "an upgrade")),
     }
     drop(held);
+}
+
+async fn anonymous_clients_are_listed_sent_to_kicked_and_can_log_in(d: &Deployment) {
+    let mut anon = ws_connect(&d.node(1).ws_url, None).await.unwrap();
+    let hello = recv(&mut anon).await;
+    assert_eq!(
+        (&hello["event"], &hello["data"]["userId"]),
+        (&json!("connected"), &Value::Null)
+    );
+    let id = hello["data"]["id"].as_str().unwrap().to_string();
+    let (_, page) = api_get(d, "/api/websocket/online").await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(
+        (&page["list"][0]["id"], &page["list"][0]["userId"]),
+        (&json!(id), &Value::Null)
+    );
+    let r = api_post(d, "/api/websocket/send/toAll", json!({"event": "hello"})).await;
+    assert_eq!(delivered(r), (200, 1));
+    assert_eq!(recv(&mut anon).await["event"], "hello");
+    let (_, stats) = api_get(d, "/api/websocket/stats").await;
+    assert_eq!(
+        (stats["connections"].as_i64(), stats["users"].as_i64()),
+        (Some(1), Some(0))
+    );
+
+    // `login` gives the connection its identity everywhere at once.
+    let (uid, _) = d.node(0).user("kim", &["member"]).await;
+    let reply = request(
+        &mut anon,
+        "login",
+        json!({"username": "kim", "password": "password-123"}),
+    )
+    .await;
+    assert_eq!(reply["data"]["user"]["id"], uid, "{reply}");
+    let again = request(&mut anon, "login", json!({"token": "x"})).await;
+    assert_eq!(again["code"], 409);
+    let (_, page) = api_get(d, &format!("/api/websocket/online?userId={uid}")).await;
+    assert_eq!(
+        (page["total"].as_i64(), &page["list"][0]["username"]),
+        (Some(1), &json!("kim"))
+    );
+    let r = api_post(
+        d,
+        "/api/websocket/send/toUser",
+        json!({"userId": uid, "event": "yours"}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 1));
+    let f = recv(&mut anon).await;
+    assert_eq!(
+        (&f["event"], &f["stream"]),
+        (&json!("yours"), &json!(format!("user:{uid}")))
+    );
+
+    let mut other = ws_connect(&d.node(2).ws_url, None).await.unwrap();
+    let other_id = recv(&mut other).await["data"]["id"].clone();
+    let (s, v) = api_post(d, "/api/websocket/kick", json!({"clientId": other_id})).await;
+    assert_eq!((s, v["closed"].as_i64()), (200, Some(1)));
+    assert_eq!(recv(&mut other).await["event"], "kick");
+    assert_eq!(close_code(&mut other, Duration::from_secs(5)).await, 4001);
 }
