@@ -901,12 +901,28 @@ async fn handshake_garbage_is_refused_and_the_connection_closed() {
 }
 
 #[tokio::test]
-async fn plain_http_on_the_socket_path_is_a_json_400_not_an_upgrade() {
+async fn a_refused_upgrade_is_a_json_error_never_a_101() {
     let app = spawn_app().await;
     let url = app.ws_url.replacen("ws://", "http://", 1);
     let t = &app.admin_token;
-    let attempts: Vec<(reqwest::RequestBuilder, &str)> = vec![
-        (app.http.get(&url).bearer_auth(t), "websocket_required"),
+    let upgrade = |version: Option<&str>, key: Option<&str>| {
+        let mut r = app
+            .http
+            .get(&url)
+            .bearer_auth(t)
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade");
+        if let Some(v) = version {
+            r = r.header("Sec-WebSocket-Version", v);
+        }
+        if let Some(k) = key {
+            r = r.header("Sec-WebSocket-Key", k);
+        }
+        r
+    };
+    let good_key = Some("dGhlIHNhbXBsZSBub25jZQ==");
+    let attempts: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (app.http.get(&url).bearer_auth(t), 400, "websocket_required"),
         (
             app.http
                 .get(&url)
@@ -914,6 +930,7 @@ async fn plain_http_on_the_socket_path_is_a_json_400_not_an_upgrade() {
                 .header("Upgrade", "websocket")
                 .header("Sec-WebSocket-Version", "13")
                 .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            400,
             "websocket_required",
         ),
         (
@@ -924,31 +941,28 @@ async fn plain_http_on_the_socket_path_is_a_json_400_not_an_upgrade() {
                 .header("Connection", "Upgrade")
                 .header("Sec-WebSocket-Version", "13")
                 .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            400,
             "websocket_required",
         ),
+        // RFC 6455 4.4: an unsupported or missing version is 426 naming the one we speak.
+        (upgrade(Some("8"), good_key), 426, "websocket_version"),
+        (upgrade(None, good_key), 426, "websocket_version"),
+        (upgrade(Some("13"), None), 400, "websocket_key"),
+        // The key must be base64 of 16 bytes.
+        (upgrade(Some("13"), Some("short")), 400, "websocket_key"),
+        (upgrade(Some("13"), Some("c2hvcnQ=")), 400, "websocket_key"),
         (
-            app.http
-                .get(&url)
-                .bearer_auth(t)
-                .header("Upgrade", "websocket")
-                .header("Connection", "Upgrade")
-                .header("Sec-WebSocket-Version", "8")
-                .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            "websocket_version",
-        ),
-        (
-            app.http
-                .get(&url)
-                .bearer_auth(t)
-                .header("Upgrade", "websocket")
-                .header("Connection", "Upgrade")
-                .header("Sec-WebSocket-Version", "13"),
+            upgrade(Some("13"), Some("dGhlIHNhbXBsZSBub25jZQ==dGhl")),
+            400,
             "websocket_key",
         ),
     ];
-    for (req, code) in attempts {
+    for (req, status, code) in attempts {
         let r = req.send().await.unwrap();
-        assert_eq!(r.status(), 400, "{code}");
+        assert_eq!(r.status(), status, "{code}");
+        if status == 426 {
+            assert_eq!(r.headers()["sec-websocket-version"], "13");
+        }
         assert!(
             r.headers()["content-type"]
                 .to_str()

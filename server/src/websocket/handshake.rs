@@ -72,11 +72,17 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         );
     }
     if header_str(&req, header::SEC_WEBSOCKET_VERSION) != Some("13") {
-        return json_error(
-            StatusCode::BAD_REQUEST,
+        // RFC 6455 4.4: name the version this server speaks.
+        let mut resp = json_error(
+            StatusCode::UPGRADE_REQUIRED,
             "websocket_version",
             "Sec-WebSocket-Version must be 13",
         );
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return resp;
     }
     let Some(key) = header_str(&req, header::SEC_WEBSOCKET_KEY).map(str::to_owned) else {
         return json_error(
@@ -85,6 +91,13 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
             "missing Sec-WebSocket-Key",
         );
     };
+    if !is_websocket_key(&key) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "websocket_key",
+            "Sec-WebSocket-Key must be the base64 of 16 bytes",
+        );
+    }
     if !origin_allowed(&state.cfg.allowed_origins, header_str(&req, header::ORIGIN)) {
         return json_error(
             StatusCode::FORBIDDEN,
@@ -232,6 +245,15 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         );
     }
     resp
+}
+
+/// RFC 6455 4.1: the key is a random 16-byte value, base64-encoded (24 characters).
+fn is_websocket_key(key: &str) -> bool {
+    use base64::Engine;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|k| k.len() == 16)
 }
 
 /// hyper's upgrade handle, moved out of poem's reach by the accept loop (`app.rs`) for requests
