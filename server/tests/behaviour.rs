@@ -61,6 +61,19 @@ in_both_modes!(
     anonymous_clients_are_listed_sent_to_kicked_and_can_log_in,
 );
 
+/// A write that never finishes keeps the socket task busy for long: what decides a slow
+/// client's fate must not wait for it.
+fn slow_writes(c: &mut Config) {
+    limits(c);
+    c.websocket.write_timeout = Duration::from_secs(30);
+}
+
+in_both_modes!(
+    slow_consumers,
+    slow_writes,
+    a_slow_consumer_leaves_the_online_list_when_it_is_cut_off,
+);
+
 in_both_modes!(
     authenticated,
     limits,
@@ -600,4 +613,61 @@ async fn anonymous_clients_are_listed_sent_to_kicked_and_can_log_in(d: &Deployme
     assert_eq!((s, v["closed"].as_i64()), (200, Some(1)));
     assert_eq!(recv(&mut other).await["event"], "kick");
     assert_eq!(close_code(&mut other, Duration::from_secs(5)).await, 4001);
+}
+
+async fn a_slow_consumer_leaves_the_online_list_when_it_is_cut_off(d: &Deployment) {
+    let (_, tok) = d.node(0).user("laggard", &["member"]).await;
+    // Never read from: its kernel buffers fill, then its send queue.
+    let (slow, hello) = d.node(1).ws(&tok).await;
+    let id = hello["id"].as_str().unwrap().to_string();
+    let (_, healthy) = d.node(0).user("reader", &["member"]).await;
+    let (mut reader, _) = d.node(2).ws(&healthy).await;
+    let blob = "z".repeat(200 * 1024);
+    let listed = |page: &Value| {
+        page["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str())
+    };
+    let mut cut = false;
+    for _ in 0..400 {
+        let (s, _) = api_post(
+            d,
+            "/api/websocket/send/toClient",
+            json!({"clientId": &id, "event": "flood", "data": &blob}),
+        )
+        .await;
+        if s == 404 {
+            cut = true;
+            break;
+        }
+        if !listed(&api_get(d, "/api/websocket/online").await.1) {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the slow consumer was cut off");
+    // Gone from the list and the counts while its socket task may still be stuck writing
+    // (the write timeout is 30 s): within moments, not after the timeout.
+    let mut gone = false;
+    for _ in 0..50 {
+        let (_, page) = api_get(d, "/api/websocket/online").await;
+        let (_, stats) = api_get(d, "/api/websocket/stats").await;
+        if !listed(&page) && stats["connections"] == 1 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the cut-off connection left every index");
+    let r = api_post(
+        d,
+        "/api/websocket/send/toAll",
+        json!({"event": "still-here", "data": 1}),
+    )
+    .await;
+    assert_eq!(delivered(r), (200, 1), "only the healthy reader is counted");
+    assert_eq!(recv(&mut reader).await["event"], "still-here");
+    drop(slow);
 }

@@ -218,6 +218,16 @@ impl Node {
         auth: Arc<AuthService>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Connections a delivery cut off (slow consumers) leave presence at once, not when
+        // their stuck socket task gets round to it.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Client>>(1024);
+        registry.set_cut_listener(tx);
+        let cut_presence = presence.clone();
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                cut_presence.detach(&c).await;
+            }
+        });
         Node {
             id: registry.node().clone(),
             registry,

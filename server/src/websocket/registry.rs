@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
-use switchboard_sdk::outbox::Outbound;
+use switchboard_sdk::outbox::{Outbound, PushOutcome};
 use switchboard_sdk::protocol::{Envelope, Push, StreamPosition};
 use switchboard_sdk::{Client, ClientId, Identity, Tag, UserId};
 
@@ -76,6 +76,7 @@ pub struct Registry {
     counter: AtomicU64,
     limits: Limits,
     metrics: Arc<Metrics>,
+    cut_listener: std::sync::OnceLock<tokio::sync::mpsc::Sender<Arc<Client>>>,
 }
 
 /// A slot reserved at the handshake; released on drop unless the connection registered.
@@ -104,6 +105,7 @@ impl Registry {
             counter: AtomicU64::new(0),
             limits,
             metrics,
+            cut_listener: std::sync::OnceLock::new(),
         }
     }
 
@@ -342,53 +344,79 @@ impl Registry {
             && idx.per_user.is_empty()
     }
 
+    /// Queues `frame` to each of `to`; connections whose queue overflowed (now closing with
+    /// 4008) are collected in `cut`.
     fn deliver<'a>(
         &self,
         frame: &Outbound,
         stream: bool,
         to: impl Iterator<Item = &'a Arc<Client>>,
+        cut: &mut Vec<Arc<Client>>,
     ) -> usize {
         let mut n = 0;
         for c in to {
-            let queued = if stream {
-                c.send_stream_frame(frame.clone())
+            let outcome = if stream {
+                c.outbox().push_stream(frame.clone())
             } else {
-                c.send_frame(frame.clone())
+                c.outbox().push(frame.clone())
             };
-            if queued {
-                n += 1;
-            } else if c.outbox().is_closing() {
-                self.metrics.queue_drops.inc();
+            match outcome {
+                PushOutcome::Queued => n += 1,
+                PushOutcome::Closed => self.metrics.queue_drops.inc(),
+                PushOutcome::Overflow => {
+                    self.metrics.queue_drops.inc();
+                    cut.push(c.clone());
+                }
             }
         }
         n
     }
 
+    /// Runs a delivery under the read lock, then takes the connections it cut off out of
+    /// every index at once: they receive nothing more, so nothing may count them, even while
+    /// their socket task is still stuck writing to them.
+    fn delivering(&self, f: impl FnOnce(&Indexes, &mut Vec<Arc<Client>>) -> usize) -> usize {
+        let mut cut = Vec::new();
+        let n = {
+            let idx = self.idx.read();
+            f(&idx, &mut cut)
+        };
+        for c in cut {
+            self.unregister(&c);
+            if let Some(tx) = self.cut_listener.get() {
+                // Full: the socket task's own leave removes it from presence a little later.
+                let _ = tx.try_send(c);
+            }
+        }
+        n
+    }
+
+    /// Where connections cut off by a delivery are reported (presence removes them there).
+    pub fn set_cut_listener(&self, tx: tokio::sync::mpsc::Sender<Arc<Client>>) {
+        let _ = self.cut_listener.set(tx);
+    }
+
     /// Queues a ready frame to every local connection.
     pub fn deliver_all(&self, frame: &Outbound) -> usize {
-        let idx = self.idx.read();
-        self.deliver(frame, true, idx.clients.values())
+        self.delivering(|idx, cut| self.deliver(frame, true, idx.clients.values(), cut))
     }
 
     /// Queues a ready frame to one local connection.
     pub fn deliver_client(&self, id: &ClientId, frame: &Outbound) -> usize {
-        let idx = self.idx.read();
-        self.deliver(frame, false, idx.clients.get(id).into_iter())
+        self.delivering(|idx, cut| self.deliver(frame, false, idx.clients.get(id).into_iter(), cut))
     }
 
     /// Queues a ready frame to a user's local connections.
     pub fn deliver_user(&self, user: UserId, frame: &Outbound) -> usize {
-        let idx = self.idx.read();
-        match idx.users.get(&user) {
-            Some(list) => self.deliver(frame, true, list.iter()),
+        self.delivering(|idx, cut| match idx.users.get(&user) {
+            Some(list) => self.deliver(frame, true, list.iter(), cut),
             None => 0,
-        }
+        })
     }
 
     /// Queues a ready frame to a tag's local members, optionally skipping one connection.
     pub fn deliver_tag(&self, tag: &Tag, frame: &Outbound, except: Option<&ClientId>) -> usize {
-        let idx = self.idx.read();
-        match idx.tags.get(tag) {
+        self.delivering(|idx, cut| match idx.tags.get(tag) {
             Some(members) => self.deliver(
                 frame,
                 true,
@@ -396,9 +424,10 @@ impl Registry {
                     .iter()
                     .filter(|(id, _)| Some(*id) != except)
                     .map(|(_, c)| c),
+                cut,
             ),
             None => 0,
-        }
+        })
     }
 
     /// Queues a frame positioned at `offset` of `stream` (assigned by another node) to the
@@ -414,18 +443,17 @@ impl Registry {
         let wants = |c: &&Arc<Client>| {
             Some(c.id()) != except && c.stream_mark(stream).is_none_or(|m| m < offset)
         };
-        let idx = self.idx.read();
-        match target {
-            LocalTarget::All => self.deliver(frame, true, idx.clients.values().filter(wants)),
+        self.delivering(|idx, cut| match target {
+            LocalTarget::All => self.deliver(frame, true, idx.clients.values().filter(wants), cut),
             LocalTarget::User(u) => match idx.users.get(&u) {
-                Some(list) => self.deliver(frame, true, list.iter().filter(wants)),
+                Some(list) => self.deliver(frame, true, list.iter().filter(wants), cut),
                 None => 0,
             },
             LocalTarget::Tag(t) => match idx.tags.get(t) {
-                Some(m) => self.deliver(frame, true, m.values().filter(wants)),
+                Some(m) => self.deliver(frame, true, m.values().filter(wants), cut),
                 None => 0,
             },
-        }
+        })
     }
 
     /// Closes a user's connections with `code` (e.g. 4003 after revocation). Returns how many.
