@@ -298,7 +298,7 @@ async fn redis_restarted_mid_traffic_loses_nothing_within_history() {
 
     let mut accepted = Vec::new();
     let mut refused = 0;
-    for n in 1..=60i64 {
+    for n in 1..=80i64 {
         if n == 20 {
             redis.stop();
         }
@@ -326,7 +326,10 @@ async fn redis_restarted_mid_traffic_loses_nothing_within_history() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(refused > 0, "the outage was visible to the API");
-    assert!(accepted.len() > 30, "sends resumed: {accepted:?}");
+    assert!(
+        accepted.iter().filter(|&&n| n > 30).count() >= 10,
+        "sends resumed after the restart: {accepted:?}"
+    );
     // Every accepted send arrived, in order, with consecutive offsets.
     let mut got = Vec::new();
     let mut offsets = Vec::new();
@@ -341,8 +344,17 @@ async fn redis_restarted_mid_traffic_loses_nothing_within_history() {
     assert_eq!(got, accepted);
     assert_eq!(offsets, (1..=accepted.len() as i64).collect::<Vec<_>>());
 
-    // And `recover` afterwards replays from history, on another node.
+    // And `recover` afterwards replays from history, on another node (once it is ready
+    // again: it resubscribes with its own backoff).
     drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("{}/readyz", nodes[2].base))
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "node c never became ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let url = format!("{}?recover=1", nodes[2].ws_url);
     let mut back = ws_connect(&url, Some(&tok)).await.unwrap();
     assert_eq!(recv(&mut back).await["event"], "connected");
