@@ -168,6 +168,7 @@ impl RedisBackend {
                     backoff = Duration::from_millis(100);
                     if !first {
                         self.catch_up().await;
+                        self.reconcile().await;
                     }
                     first = false;
                     self.subscribed.store(true, Ordering::Release);
@@ -224,6 +225,43 @@ impl RedisBackend {
             StreamOwner::All => self.registry.counts().0 > 0,
             StreamOwner::User(u) => !self.registry.user_clients(*u).is_empty(),
             StreamOwner::Tag(t) => !self.registry.tag_members(t).is_empty(),
+        }
+    }
+
+    /// After Redis was unreachable: connections that closed meanwhile could not leave presence;
+    /// remove the ones this node no longer holds.
+    async fn reconcile(&self) {
+        let mut c = self.conn();
+        let listed: Vec<String> = match c
+            .smembers(self.key(&format!("nc:{}", self.settings.node)))
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        let mut removed = 0;
+        for id in listed {
+            // Connections being attached are present before this node indexes them.
+            let held = self.attaching.lock().contains_key(&id)
+                || ClientId::parse(&id).is_some_and(|cid| self.registry.get(&cid).is_some());
+            if !held {
+                let gone: Result<i64, NodeError> = self
+                    .run(
+                        scripts::DETACH
+                            .prepare_invoke()
+                            .arg(&self.settings.prefix)
+                            .arg(&self.settings.node)
+                            .arg(&id),
+                    )
+                    .await;
+                removed += gone.unwrap_or(0);
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                connections = removed,
+                "removed presence of connections that closed while Redis was away"
+            );
         }
     }
 
