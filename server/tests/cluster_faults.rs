@@ -346,7 +346,10 @@ async fn redis_restarted_mid_traffic_loses_nothing_within_history() {
         if page["total"] == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "a closed connection stayed listed: {page}");
+        assert!(
+            Instant::now() < deadline,
+            "a closed connection stayed listed: {page}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(

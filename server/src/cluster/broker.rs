@@ -71,13 +71,13 @@ impl Broker for RedisBackend {
         })
         .map_err(unavailable)?;
         let head = &head[..head.len() - 1];
-        let base = format!("{}:stream:{stream}", self.settings.prefix);
+
         let (_, _, n): (u64, String, i64) = self
             .run(
                 scripts::PUBLISH
-                    .key(format!("{base}:offset"))
-                    .key(format!("{base}:epoch"))
-                    .key(format!("{base}:history"))
+                    .key(self.stream_key(&stream, "offset"))
+                    .key(self.stream_key(&stream, "epoch"))
+                    .key(self.stream_key(&stream, "history"))
                     .arg(&self.settings.prefix)
                     .arg(crate::websocket::history::new_epoch())
                     .arg(self.settings.history_size)
@@ -103,12 +103,7 @@ impl Broker for RedisBackend {
                 reply.forbid(stream);
                 continue;
             }
-            let base = format!("{}:stream:{stream}", self.settings.prefix);
-            let now: redis::RedisResult<(Option<u64>, Option<String>)> = redis::pipe()
-                .get(format!("{base}:offset"))
-                .get(format!("{base}:epoch"))
-                .query_async(&mut c)
-                .await;
+            let now = self.stream_position(&mut c, &stream).await;
             let (current, epoch) = match now {
                 Ok((o, e)) => (o.unwrap_or(0), e),
                 Err(e) => {
@@ -125,33 +120,20 @@ impl Broker for RedisBackend {
             } else if from.offset >= until {
                 true
             } else {
-                let start = format!("{}-1", from.offset + 1);
-                let end = format!("{until}-1");
-                let range: redis::RedisResult<redis::streams::StreamRangeReply> =
-                    c.xrange(format!("{base}:history"), &start, &end).await;
-                match range {
-                    Ok(r)
-                        if r.ids.len() as u64 == until - from.offset
-                            && r.ids.first().is_some_and(|e| e.id == start) =>
+                match self
+                    .stream_range(&mut c, &stream, &from.epoch, from.offset, until)
+                    .await
+                {
+                    Ok(entries)
+                        if entries.len() as u64 == until - from.offset
+                            && entries.first().is_some_and(|e| e.0 == from.offset + 1) =>
                     {
                         let min_ms =
                             unix_now() * 1000 - self.settings.history_ttl.as_millis() as i64;
-                        let fresh = r
-                            .ids
-                            .iter()
-                            .all(|e| e.get::<i64>("t").is_none_or(|t| t >= min_ms));
+                        let fresh = entries.iter().all(|e| e.1.is_none_or(|t| t >= min_ms));
                         if fresh {
-                            for e in &r.ids {
-                                let ev: String = e.get("e").unwrap_or_default();
-                                let d: String = e.get("d").unwrap_or_default();
-                                let pos = (
-                                    stream.as_str(),
-                                    stream_entry_offset(&e.id),
-                                    from.epoch.as_str(),
-                                );
-                                if let Some(f) = encode_raw(&ev, &d, Some(pos)) {
-                                    client.send_frame(f);
-                                }
+                            for (_, _, frame) in entries {
+                                client.send_frame(frame);
                             }
                         }
                         fresh

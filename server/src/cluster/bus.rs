@@ -283,40 +283,25 @@ impl RedisBackend {
                 self.seen.lock().remove(&stream);
                 continue;
             }
-            let base = format!("{}:stream:{stream}", self.settings.prefix);
-            let now: redis::RedisResult<(Option<u64>, Option<String>)> = redis::pipe()
-                .get(format!("{base}:offset"))
-                .get(format!("{base}:epoch"))
-                .query_async(&mut c)
-                .await;
-            let Ok((Some(current), Some(current_epoch))) = now else {
+            let Ok((Some(current), Some(current_epoch))) =
+                self.stream_position(&mut c, &stream).await
+            else {
                 continue;
             };
             if current_epoch != epoch || current <= seen {
                 continue;
             }
-            let entries: redis::RedisResult<redis::streams::StreamRangeReply> = c
-                .xrange(
-                    format!("{base}:history"),
-                    format!("{}-1", seen + 1),
-                    format!("{current}-1"),
-                )
-                .await;
-            let Ok(entries) = entries else { continue };
-            for e in &entries.ids {
-                let offset = stream_entry_offset(&e.id);
-                let ev: String = e.get("e").unwrap_or_default();
-                let d: String = e.get("d").unwrap_or_default();
-                if let Some(frame) = encode_raw(&ev, &d, Some((&stream, offset, &epoch))) {
-                    replayed += self.registry.deliver_positioned(
-                        owner.target(),
-                        &frame,
-                        &stream,
-                        offset,
-                        None,
-                    );
-                    self.saw(&stream, offset, &epoch);
-                }
+            let Ok(entries) = self
+                .stream_range(&mut c, &stream, &epoch, seen, current)
+                .await
+            else {
+                continue;
+            };
+            for (offset, _, frame) in entries {
+                replayed +=
+                    self.registry
+                        .deliver_positioned(owner.target(), &frame, &stream, offset, None);
+                self.saw(&stream, offset, &epoch);
             }
         }
         if replayed > 0 {

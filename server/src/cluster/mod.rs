@@ -196,6 +196,53 @@ impl RedisBackend {
         format!("{}:{suffix}", self.settings.prefix)
     }
 
+    fn stream_key(&self, stream: &str, part: &str) -> String {
+        format!("{}:stream:{stream}:{part}", self.settings.prefix)
+    }
+
+    /// Where a stream stands in Redis: `(offset, epoch)`, each `None` when never set.
+    async fn stream_position(
+        &self,
+        c: &mut ConnectionManager,
+        stream: &str,
+    ) -> redis::RedisResult<(Option<u64>, Option<String>)> {
+        redis::pipe()
+            .get(self.stream_key(stream, "offset"))
+            .get(self.stream_key(stream, "epoch"))
+            .query_async(c)
+            .await
+    }
+
+    /// The history entries after `since` up to and including `until`, as `(offset, added at
+    /// unix ms, frame)`, encoded in `epoch`.
+    async fn stream_range(
+        &self,
+        c: &mut ConnectionManager,
+        stream: &str,
+        epoch: &str,
+        since: u64,
+        until: u64,
+    ) -> redis::RedisResult<Vec<(u64, Option<i64>, Outbound)>> {
+        let reply: redis::streams::StreamRangeReply = c
+            .xrange(
+                self.stream_key(stream, "history"),
+                format!("{}-1", since + 1),
+                format!("{until}-1"),
+            )
+            .await?;
+        Ok(reply
+            .ids
+            .iter()
+            .filter_map(|e| {
+                let offset = stream_entry_offset(&e.id);
+                let ev: String = e.get("e").unwrap_or_default();
+                let d: String = e.get("d").unwrap_or_default();
+                encode_raw(&ev, &d, Some((stream, offset, epoch)))
+                    .map(|f| (offset, e.get::<i64>("t"), f))
+            })
+            .collect())
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
