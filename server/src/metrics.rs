@@ -6,6 +6,31 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+/// The metric label of a close code: the codes the protocol defines and the ones the server
+/// sends keep their number; anything else a client chose is `other`, so a peer cannot grow the
+/// label set (and the scrape) without bound.
+pub fn close_label(code: u16) -> &'static str {
+    match code {
+        1000 => "1000",
+        1001 => "1001",
+        1002 => "1002",
+        1003 => "1003",
+        1005 => "1005",
+        1006 => "1006",
+        1007 => "1007",
+        1008 => "1008",
+        1009 => "1009",
+        1010 => "1010",
+        1011 => "1011",
+        4001 => "4001",
+        4003 => "4003",
+        4008 => "4008",
+        4009 => "4009",
+        4029 => "4029",
+        _ => "other",
+    }
+}
+
 /// A monotonically increasing counter.
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -110,8 +135,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Connections accepted since start.
     pub connects: Counter,
-    /// Closes by code.
-    closes: Mutex<Vec<(u16, u64)>>,
+    /// Closes by code label (see [`close_label`]).
+    closes: Mutex<Vec<(&'static str, u64)>>,
     /// Time to fan a send out to local queues.
     pub send_seconds: Histogram,
     /// HTTP API latency.
@@ -121,15 +146,16 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a close.
     pub fn closed(&self, code: u16) {
+        let label = close_label(code);
         let mut c = self.closes.lock();
-        match c.iter_mut().find(|(k, _)| *k == code) {
+        match c.iter_mut().find(|(k, _)| *k == label) {
             Some((_, n)) => *n += 1,
-            None => c.push((code, 1)),
+            None => c.push((label, 1)),
         }
     }
 
-    /// Closes by code.
-    pub fn closes(&self) -> Vec<(u16, u64)> {
+    /// Closes by code label.
+    pub fn closes(&self) -> Vec<(&'static str, u64)> {
         let mut v = self.closes.lock().clone();
         v.sort();
         v
@@ -225,5 +251,22 @@ impl Metrics {
             "HTTP API request latency.",
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_chosen_close_codes_share_one_label() {
+        let m = Metrics::default();
+        for code in [1000, 4001, 4500, 4501, 3000, 65535, 4001] {
+            m.closed(code);
+        }
+        assert_eq!(m.closes(), vec![("1000", 1), ("4001", 2), ("other", 4)]);
+        let text = m.render();
+        assert!(text.contains("switchboard_closes_total{code=\"other\"} 4"), "{text}");
+        assert!(!text.contains("4500"), "{text}");
     }
 }
