@@ -222,7 +222,13 @@ impl<E: Endpoint> Endpoint for AuthEndpoint<E> {
             }
             None => {}
         }
-        let resp = self.inner.call(req).await?.into_response();
+        let resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            // OpenAPI handlers' errors travel as `Err`; a 429 becomes its response here so it
+            // can carry `Retry-After`.
+            Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => e.into_response(),
+            Err(e) => return Err(e),
+        };
         if resp.status() == StatusCode::TOO_MANY_REQUESTS
             && !resp.headers().contains_key(header::RETRY_AFTER)
         {
