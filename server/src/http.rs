@@ -286,6 +286,7 @@ pub async fn serve(
                 }
             },
         };
+        tracing::trace!(%peer, "connection accepted");
         // Small frames (pushes, replies) must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let admission = Admission::new(slots.as_ref());

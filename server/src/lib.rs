@@ -20,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod random;

@@ -71,14 +71,7 @@ enum ApiKeyAction {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs go to stderr so `openapi` and `apikey create` output can be piped.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    switchboard::logging::init(&cfg.log.level);
 }
 
 async fn auth_service(cfg: &Config) -> anyhow::Result<AuthService> {
