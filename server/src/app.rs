@@ -385,7 +385,8 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let timeout = self.state.cfg.server.shutdown_timeout;
         let settings = crate::http::Settings::from_config(&self.state.cfg.server);
-        crate::http::serve(self.listener, self.route, settings, self.shutdown.clone()).await;
+        let route = crate::web::BrowserPolicy::new(self.route, self.state.clone()).boxed();
+        crate::http::serve(self.listener, route, settings, self.shutdown.clone()).await;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(timeout, self.tasks.wait())
