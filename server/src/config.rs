@@ -589,6 +589,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_states_the_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resource/config/config.toml");
+        let c = Config::load_from(&file, None, env(&[])).unwrap();
+        let d = ServerConfig::default();
+        assert_eq!(c.server.header_timeout, d.header_timeout);
+        assert_eq!(c.server.body_timeout, d.body_timeout);
+        assert_eq!(c.server.max_body_size, d.max_body_size);
+        assert_eq!(c.server.keepalive_timeout, d.keepalive_timeout);
+        assert_eq!(c.server.max_unauthenticated, d.max_unauthenticated);
+        assert_eq!(c.server.allowed_hosts, d.allowed_hosts);
+    }
+
+    #[test]
     fn http_limits_are_read_and_bad_ones_named() {
         let c = Config::load_from(
             Path::new("/nonexistent"),
