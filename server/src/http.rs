@@ -132,6 +132,8 @@ fn closing(mut resp: Response) -> Response {
 const BODY_OK: u8 = 0;
 const BODY_TIMED_OUT: u8 = 1;
 const BODY_TOO_LARGE: u8 = 2;
+/// The handler read the body to its end.
+const BODY_READ: u8 = 3;
 
 /// A request body that must arrive within a deadline and stay under a size; a violation
 /// ends the stream with an error and is recorded in `verdict`.
@@ -171,7 +173,10 @@ fn guarded_body(
                 let e = fail(&mut st, BODY_TIMED_OUT, "request body timed out");
                 Some((Err(e), st))
             }
-            Ok(None) => None,
+            Ok(None) => {
+                st.verdict.store(BODY_READ, Ordering::Relaxed);
+                None
+            }
             Ok(Some(Err(e))) => {
                 st.done = true;
                 Some((Err(e), st))
@@ -340,6 +345,8 @@ async fn serve_connection(
                 .get(hyper::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
+            let has_body = declared_len.is_some_and(|n| n > 0)
+                || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
             req.extensions_mut().insert(admission.clone());
             let mut req = poem::Request::from((
                 req,
@@ -364,6 +371,10 @@ async fn serve_connection(
                     match verdict.load(Ordering::Relaxed) {
                         BODY_TIMED_OUT => timed_out(&settings),
                         BODY_TOO_LARGE => too_large(&settings),
+                        BODY_READ => resp,
+                        // Answered without reading the body: hyper would wait for the rest
+                        // of it before the next request, so the connection ends here instead.
+                        _ if has_body => closing(resp),
                         _ => resp,
                     }
                 };

@@ -331,3 +331,27 @@ async fn unauthenticated_connections_past_the_cap_are_refused_but_token_holders_
     assert!(freed, "a closed connection kept its place");
     drop(s);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_the_route_never_reads_does_not_keep_the_connection() {
+    let app = spawn_with(|c| {
+        c.server.body_timeout = Duration::from_secs(30);
+        c.server.keepalive_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let host = host_of(&app);
+    for path in ["/healthz", "/no/such/route", "/api/auth/me"] {
+        let started = Instant::now();
+        let mut s = TcpStream::connect(&host).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: 100000\r\n\r\n{{"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let raw = read_until_closed(&mut s, started, Duration::from_secs(5)).await;
+        let (status, head, body) = parse_answer(&raw);
+        assert!(status >= 400, "{path}: {head}");
+        assert!(body["code"].is_string(), "{path}: {body}");
+        assert!(head.contains("connection: close"), "{path}: {head}");
+    }
+}
