@@ -611,7 +611,10 @@ mod tests {
                 ("SWITCHBOARD_SERVER__MAX_BODY_SIZE", "64KiB"),
                 ("SWITCHBOARD_SERVER__KEEPALIVE_TIMEOUT", "5s"),
                 ("SWITCHBOARD_SERVER__MAX_UNAUTHENTICATED", "8"),
-                ("SWITCHBOARD_SERVER__ALLOWED_HOSTS", r#"["admin.example.com"]"#),
+                (
+                    "SWITCHBOARD_SERVER__ALLOWED_HOSTS",
+                    r#"["admin.example.com"]"#,
+                ),
             ]),
         )
         .unwrap();
@@ -623,8 +626,14 @@ mod tests {
         for (var, key) in [
             ("SWITCHBOARD_SERVER__BODY_TIMEOUT", "server.body_timeout"),
             ("SWITCHBOARD_SERVER__MAX_BODY_SIZE", "server.max_body_size"),
-            ("SWITCHBOARD_SERVER__KEEPALIVE_TIMEOUT", "server.keepalive_timeout"),
-            ("SWITCHBOARD_SERVER__MAX_UNAUTHENTICATED", "server.max_unauthenticated"),
+            (
+                "SWITCHBOARD_SERVER__KEEPALIVE_TIMEOUT",
+                "server.keepalive_timeout",
+            ),
+            (
+                "SWITCHBOARD_SERVER__MAX_UNAUTHENTICATED",
+                "server.max_unauthenticated",
+            ),
         ] {
             let e = Config::load_from(Path::new("/nonexistent"), None, env(&[(var, "-x")]))
                 .unwrap_err();

@@ -14,7 +14,13 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Libraries whose debug and trace events may carry raw frames or request bytes.
-const WIRE_LEVEL_TARGETS: &[&str] = &["tungstenite", "tokio_tungstenite", "hyper", "hyper_util", "h2"];
+const WIRE_LEVEL_TARGETS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
 
 /// Whether an event may be written at all: not a wire-level library's debug or trace output.
 pub fn writable(meta: &Metadata<'_>) -> bool {

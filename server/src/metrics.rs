@@ -6,29 +6,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-/// The metric label of a close code: the codes the protocol defines and the ones the server
-/// sends keep their number; anything else a client chose is `other`, so a peer cannot grow the
-/// label set (and the scrape) without bound.
-pub fn close_label(code: u16) -> &'static str {
-    match code {
-        1000 => "1000",
-        1001 => "1001",
-        1002 => "1002",
-        1003 => "1003",
-        1005 => "1005",
-        1006 => "1006",
-        1007 => "1007",
-        1008 => "1008",
-        1009 => "1009",
-        1010 => "1010",
-        1011 => "1011",
-        4001 => "4001",
-        4003 => "4003",
-        4008 => "4008",
-        4009 => "4009",
-        4029 => "4029",
-        _ => "other",
-    }
+/// Whether a close code keeps its own metric label: the codes the protocol defines and the ones
+/// the server sends. Anything else a client chose is counted as `other`, so a peer cannot grow
+/// the label set (and the scrape) without bound.
+pub fn is_known_close_code(code: u16) -> bool {
+    matches!(
+        code,
+        1000..=1003 | 1005..=1011 | 4001 | 4003 | 4008 | 4009 | 4029
+    )
 }
 
 /// A monotonically increasing counter.
@@ -135,8 +120,10 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Connections accepted since start.
     pub connects: Counter,
-    /// Closes by code label (see [`close_label`]).
-    closes: Mutex<Vec<(&'static str, u64)>>,
+    /// Closes by code, for the codes that keep a label (see [`is_known_close_code`]).
+    closes: Mutex<Vec<(u16, u64)>>,
+    /// Closes with any other code.
+    closes_other: Counter,
     /// Time to fan a send out to local queues.
     pub send_seconds: Histogram,
     /// HTTP API latency.
@@ -146,19 +133,27 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a close.
     pub fn closed(&self, code: u16) {
-        let label = close_label(code);
+        if !is_known_close_code(code) {
+            self.closes_other.inc();
+            return;
+        }
         let mut c = self.closes.lock();
-        match c.iter_mut().find(|(k, _)| *k == label) {
+        match c.iter_mut().find(|(k, _)| *k == code) {
             Some((_, n)) => *n += 1,
-            None => c.push((label, 1)),
+            None => c.push((code, 1)),
         }
     }
 
-    /// Closes by code label.
-    pub fn closes(&self) -> Vec<(&'static str, u64)> {
+    /// Closes by code (known codes only; see [`Metrics::closes_other`]).
+    pub fn closes(&self) -> Vec<(u16, u64)> {
         let mut v = self.closes.lock().clone();
         v.sort();
         v
+    }
+
+    /// Closes with a code that has no label of its own.
+    pub fn closes_other(&self) -> u64 {
+        self.closes_other.get()
     }
 
     /// The Prometheus text exposition.
@@ -240,6 +235,10 @@ impl Metrics {
         for (code, n) in self.closes() {
             let _ = writeln!(out, "switchboard_closes_total{{code=\"{code}\"}} {n}");
         }
+        let other = self.closes_other();
+        if other > 0 {
+            let _ = writeln!(out, "switchboard_closes_total{{code=\"other\"}} {other}");
+        }
         self.send_seconds.render(
             &mut out,
             "switchboard_send_fanout_seconds",
@@ -264,9 +263,13 @@ mod tests {
         for code in [1000, 4001, 4500, 4501, 3000, 65535, 4001] {
             m.closed(code);
         }
-        assert_eq!(m.closes(), vec![("1000", 1), ("4001", 2), ("other", 4)]);
+        assert_eq!(m.closes(), vec![(1000, 1), (4001, 2)]);
+        assert_eq!(m.closes_other(), 4);
         let text = m.render();
-        assert!(text.contains("switchboard_closes_total{code=\"other\"} 4"), "{text}");
+        assert!(
+            text.contains("switchboard_closes_total{code=\"other\"} 4"),
+            "{text}"
+        );
         assert!(!text.contains("4500"), "{text}");
     }
 }

@@ -39,7 +39,11 @@ async fn operators_and_api_keys_may_not_act_on_an_admin_but_on_their_equals_and_
         let api: ApiError = e.into();
         assert_eq!(api.status(), 403, "{who}");
         assert_eq!(api.body().code, "forbidden");
-        assert!(api.body().message.contains("admin"), "{}", api.body().message);
+        assert!(
+            api.body().message.contains("admin"),
+            "{}",
+            api.body().message
+        );
         // Their equals and those below are fine.
         auth.authorize_action_on(actor, op_id).await.unwrap();
         auth.authorize_action_on(actor, member_id).await.unwrap();

@@ -33,9 +33,15 @@ fn assert_strict(r: &reqwest::Response, what: &str) {
         "object-src 'none'",
         "base-uri 'none'",
     ] {
-        assert!(csp.contains(directive), "{what}: `{directive}` missing in {csp:?}");
+        assert!(
+            csp.contains(directive),
+            "{what}: `{directive}` missing in {csp:?}"
+        );
     }
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{what}: {csp}"
+    );
     assert_eq!(header(r, "x-frame-options"), "DENY", "{what}");
     assert_eq!(header(r, "referrer-policy"), "no-referrer", "{what}");
     assert_eq!(header(r, "x-content-type-options"), "nosniff", "{what}");
@@ -74,7 +80,12 @@ async fn the_panel_is_sent_with_a_strict_policy_and_has_no_inline_script() {
     assert!(html.contains("<script"), "the panel loads scripts");
     assert_eq!(inline_scripts(&html), Vec::<String>::new());
     // Its files, and API answers, carry the same headers.
-    for path in ["/js/app.js", "/api/site/config", "/healthz", "/no/such/file"] {
+    for path in [
+        "/js/app.js",
+        "/api/site/config",
+        "/healthz",
+        "/no/such/file",
+    ] {
         let r = get_raw(&app, path, None).await;
         assert_strict(&r, path);
     }
@@ -93,8 +104,16 @@ async fn swagger_ui_is_served_as_files_under_the_same_policy() {
         assert!(!html.contains("<style"), "{path} has inline styles");
     }
     for (path, mime, needle) in [
-        ("/swagger/swagger-ui-bundle.js", "text/javascript", "SwaggerUIBundle"),
-        ("/swagger/swagger-init.js", "text/javascript", "SwaggerUIBundle({"),
+        (
+            "/swagger/swagger-ui-bundle.js",
+            "text/javascript",
+            "SwaggerUIBundle",
+        ),
+        (
+            "/swagger/swagger-init.js",
+            "text/javascript",
+            "SwaggerUIBundle({",
+        ),
         ("/swagger/swagger-ui.css", "text/css", ".swagger-ui"),
     ] {
         let r = get_raw(&app, path, None).await;
@@ -153,8 +172,14 @@ async fn a_forged_host_does_not_reach_ws_addr() {
     let (addr, csp) = ws_addr_for(&app, Some("evil.example.net")).await;
     assert_eq!(addr, listen);
     assert!(!csp.contains("evil"), "{csp}");
-    assert!(csp.contains(&format!("connect-src 'self' ws://{own};")), "{csp}");
-    assert_eq!(ws_addr_for(&app, Some("evil.example.net:1234")).await.0, listen);
+    assert!(
+        csp.contains(&format!("connect-src 'self' ws://{own};")),
+        "{csp}"
+    );
+    assert_eq!(
+        ws_addr_for(&app, Some("evil.example.net:1234")).await.0,
+        listen
+    );
     assert_eq!(ws_addr_for(&app, Some("panel.local:9999")).await.0, listen);
     // Configured hosts are used: any port for a bare name, the exact one otherwise.
     let (addr, csp) = ws_addr_for(&app, Some("Admin.Example.com:8080")).await;
@@ -171,5 +196,8 @@ async fn the_public_url_wins_over_any_host() {
     let app = spawn_with(|c| c.websocket.public_url = "wss://rt.example.org/socket".into()).await;
     let (addr, csp) = ws_addr_for(&app, Some("evil.example.net")).await;
     assert_eq!(addr, "wss://rt.example.org/socket");
-    assert!(csp.contains("connect-src 'self' wss://rt.example.org;"), "{csp}");
+    assert!(
+        csp.contains("connect-src 'self' wss://rt.example.org;"),
+        "{csp}"
+    );
 }

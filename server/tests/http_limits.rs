@@ -273,7 +273,11 @@ async fn unauthenticated_connections_past_the_cap_are_refused_but_token_holders_
     // on it makes it an authenticated one, so the three silent connections below fill the cap.
     let (status, _) = app.get("/api/auth/me", &app.admin_token).await;
     assert_eq!(status, 200);
-    let mut squatters = vec![silent(&host).await, silent(&host).await, silent(&host).await];
+    let mut squatters = vec![
+        silent(&host).await,
+        silent(&host).await,
+        silent(&host).await,
+    ];
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let (status, head, body) = raw_request(&host, "", "/api/auth/login").await;

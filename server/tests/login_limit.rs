@@ -13,7 +13,12 @@ use serde_json::{Value, json};
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn try_login(app: &TestApp, user: &str, pw: &str, forwarded_for: Option<&str>) -> (u16, Option<String>, Value) {
+async fn try_login(
+    app: &TestApp,
+    user: &str,
+    pw: &str,
+    forwarded_for: Option<&str>,
+) -> (u16, Option<String>, Value) {
     let mut req = app
         .http
         .post(app.url("/api/auth/login"))
@@ -94,7 +99,10 @@ async fn guesses_in_flight_together_over_the_socket_cannot_reach_the_right_passw
     let evaluated = codes.iter().filter(|c| **c == 401 || **c == 0).count();
     assert_eq!(evaluated, 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 35, "{codes:?}");
-    assert_ne!(codes[39], 0, "the right password got through among the guesses: {codes:?}");
+    assert_ne!(
+        codes[39], 0,
+        "the right password got through among the guesses: {codes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -114,7 +122,9 @@ async fn a_flood_of_unknown_usernames_does_not_stall_a_known_users_login() {
                 i += 1;
                 let r = http
                     .post(&url)
-                    .json(&json!({"username": format!("nobody-{f}-{i}"), "password": "guess-guess"}))
+                    .json(
+                        &json!({"username": format!("nobody-{f}-{i}"), "password": "guess-guess"}),
+                    )
                     .send()
                     .await;
                 if let Ok(r) = r {
@@ -144,11 +154,19 @@ async fn a_flood_of_unknown_usernames_does_not_stall_a_known_users_login() {
         slowest < Duration::from_secs(3),
         "a known user's login took {slowest:?} under the flood"
     );
-    assert!(answers.len() >= 64, "the flood did not run: {}", answers.len());
+    assert!(
+        answers.len() >= 64,
+        "the flood did not run: {}",
+        answers.len()
+    );
     assert!(
         answers.iter().all(|s| *s == 401),
         "unknown usernames must all get the same 401: {:?}",
-        answers.iter().filter(|s| **s != 401).take(5).collect::<Vec<_>>()
+        answers
+            .iter()
+            .filter(|s| **s != 401)
+            .take(5)
+            .collect::<Vec<_>>()
     );
 }
 
@@ -168,7 +186,10 @@ async fn when_the_hashing_queue_is_full_logins_get_429_with_retry_after_at_once(
     .await;
     let busy: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
     let checked = answers.iter().filter(|a| a.0 == 401).count();
-    assert!(!busy.is_empty(), "the queue never filled: {checked} checked");
+    assert!(
+        !busy.is_empty(),
+        "the queue never filled: {checked} checked"
+    );
     assert_eq!(busy.len() + checked, 150, "{answers:?}");
     for (_, retry_after, body) in &busy {
         assert_eq!(body["code"], "login_busy", "{body}");

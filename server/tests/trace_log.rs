@@ -79,9 +79,19 @@ async fn passwords_and_tokens_never_reach_a_trace_level_log() {
     let ws_url = format!("ws://127.0.0.1:{port}/socket");
     let mut ws = ws_connect(&ws_url, None).await.unwrap();
     assert_eq!(recv(&mut ws).await["event"], "connected");
-    let v = request(&mut ws, "login", json!({"username": "admin", "password": WRONG_PW})).await;
+    let v = request(
+        &mut ws,
+        "login",
+        json!({"username": "admin", "password": WRONG_PW}),
+    )
+    .await;
     assert_eq!(v["code"], 401);
-    let v = request(&mut ws, "login", json!({"username": "admin", "password": ADMIN_PW})).await;
+    let v = request(
+        &mut ws,
+        "login",
+        json!({"username": "admin", "password": ADMIN_PW}),
+    )
+    .await;
     assert_eq!(v["code"], 0, "{v}");
     let socket_token = v["data"]["token"].as_str().unwrap().to_string();
     let mut ws2 = ws_connect(&ws_url, None).await.unwrap();

@@ -178,7 +178,8 @@ impl<E: Endpoint> Endpoint for AuthEndpoint<E> {
             Some(Presented::ApiKey(k)) => Some(self.mw.auth.verify_api_key(k).await),
         };
         let admission = req.extensions().get::<crate::http::Admission>().cloned();
-        if !matches!(verdict, Some(Ok(_))) && admission.as_ref().is_some_and(|a| a.over_capacity()) {
+        if !matches!(verdict, Some(Ok(_))) && admission.as_ref().is_some_and(|a| a.over_capacity())
+        {
             // The connection came in past `server.max_unauthenticated`: it is served only once
             // it proves who it is, so anonymous traffic cannot crowd out users with tokens.
             return Ok(crate::http::over_capacity_response());
