@@ -62,6 +62,52 @@ async fn forty_concurrent_wrong_passwords_get_only_five_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_cluster_mode_concurrent_guesses_are_counted_in_redis_as_they_start() {
+    let _turn = TURN.lock().await;
+    let prefix = format!("sbtest-login-{}-{}", std::process::id(), rand_suffix());
+    let app = spawn_with(|c| {
+        c.cluster.redis_url = "redis://127.0.0.1:6379".into();
+        c.cluster.prefix = prefix.clone();
+    })
+    .await;
+    app.user("victim", &["member"]).await;
+    let answers = join_all((0..40).map(|i| {
+        let app = &app;
+        async move { try_login(app, "victim", &format!("wrong-{i}"), None).await }
+    }))
+    .await;
+    let checked = answers.iter().filter(|a| a.0 == 401).count();
+    assert_eq!(checked, 5, "{answers:?}");
+    assert_eq!(answers.iter().filter(|a| a.0 == 429).count(), 35);
+    // Refused attempts were taken back: the counter holds the five failures, not forty.
+    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:login:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let n: i64 = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(n, 5);
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guesses_in_flight_together_over_the_socket_cannot_reach_the_right_password() {
     let _turn = TURN.lock().await;
     let app = spawn_with(|c| c.auth.except_login.push("/socket".into())).await;
