@@ -97,7 +97,11 @@ async fn in_cluster_mode_concurrent_guesses_are_counted_in_redis_as_they_start()
         .await
         .unwrap();
     assert_eq!(n, 5);
-    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
 }
 
 fn rand_suffix() -> u64 {

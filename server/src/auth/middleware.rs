@@ -171,6 +171,7 @@ impl<E: Endpoint> Endpoint for AuthEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
         let exempt = self.mw.exempt.matches(req.uri().path());
+        let is_login = req.uri().path() == LOGIN_PATH;
         let presented = presented_credential(&req);
         let verdict: Option<Result<Identity, AuthError>> = match &presented {
             None => None,
@@ -227,10 +228,11 @@ impl<E: Endpoint> Endpoint for AuthEndpoint<E> {
             Ok(r) => r.into_response(),
             // OpenAPI handlers' errors travel as `Err`; a 429 becomes its response here so it
             // can carry `Retry-After`.
-            Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => e.into_response(),
+            Err(e) if is_login && e.status() == StatusCode::TOO_MANY_REQUESTS => e.into_response(),
             Err(e) => return Err(e),
         };
-        if resp.status() == StatusCode::TOO_MANY_REQUESTS
+        if is_login
+            && resp.status() == StatusCode::TOO_MANY_REQUESTS
             && !resp.headers().contains_key(header::RETRY_AFTER)
         {
             return Ok(with_retry_after(resp).await);
@@ -238,6 +240,9 @@ impl<E: Endpoint> Endpoint for AuthEndpoint<E> {
         Ok(resp)
     }
 }
+
+/// The HTTP login route, whose 429s say when to retry.
+const LOGIN_PATH: &str = "/api/auth/login";
 
 /// Tells a refused login when to come back: soon when hashing was merely saturated, after the
 /// limiter's window when it was too many failures.
