@@ -20,7 +20,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
-pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod random;

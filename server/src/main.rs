@@ -71,7 +71,14 @@ enum ApiKeyAction {
 }
 
 fn init_logging(cfg: &Config) {
-    switchboard::logging::init(&cfg.log.level);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr so `openapi` and `apikey create` output can be piped.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn auth_service(cfg: &Config) -> anyhow::Result<AuthService> {
