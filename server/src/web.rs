@@ -102,23 +102,26 @@ const SWAGGER_SHELL: &str = "<!doctype html>\n<html>\n<head>\n<meta charset=\"ut
 <body>\n<div id=\"ui\"></div>\n<script src=\"/swagger/swagger-ui-bundle.js\"></script>\n\
 <script src=\"/swagger/swagger-init.js\"></script>\n</body>\n</html>\n";
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = text.find(open)? + open.len();
+/// The text between `open` and the next `close` at or after `from`, and where it ends.
+fn between<'a>(text: &'a str, from: usize, open: &str, close: &str) -> Option<(&'a str, usize)> {
+    let start = from + text.get(from..)?.find(open)? + open.len();
     let end = start + text[start..].find(close)?;
-    Some(&text[start..end])
+    Some((&text[start..end], end + close.len()))
 }
 
 impl SwaggerParts {
+    /// Walks the page in order: the bundle itself contains strings like `<body>`, so every
+    /// search starts where the previous part ended.
     fn parse(html: &str) -> Option<SwaggerParts> {
-        let css = between(html, "<style charset=\"UTF-8\">", "</style>")?;
-        let bundle = between(html, "<script charset=\"UTF-8\">", "</script>")?;
-        let body = &html[html.find("<body>")?..];
-        let init_start = body.find("<script>")? + "<script>".len();
-        let init_end = body.rfind("</script>")?;
+        let (css, at) = between(html, 0, "<style charset=\"UTF-8\">", "</style>")?;
+        let (bundle, at) = between(html, at, "<script charset=\"UTF-8\">", "</script>")?;
+        let body = at + html[at..].find("<body>")?;
+        let init_start = body + html[body..].find("<script>")? + "<script>".len();
+        let init_end = html.rfind("</script>")?;
         Some(SwaggerParts {
             css: css.to_string(),
             bundle: bundle.to_string(),
-            init: body.get(init_start..init_end)?.to_string(),
+            init: html.get(init_start..init_end)?.to_string(),
         })
     }
 }

@@ -201,3 +201,26 @@ async fn the_public_url_wins_over_any_host() {
         "{csp}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swagger_start_up_script_is_exactly_the_pages_own() {
+    let app = spawn_app().await;
+    let init = get_raw(&app, "/swagger/swagger-init.js", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    // Nothing of the bundle or the HTML around it: it starts with the spec and ends with the
+    // SwaggerUIBundle call.
+    assert!(
+        init.trim_start().starts_with("let spec = {"),
+        "{}",
+        &init[..init.len().min(200)]
+    );
+    assert!(
+        init.trim_end().ends_with("})"),
+        "{}",
+        &init[init.len().saturating_sub(200)..]
+    );
+    assert!(!init.contains("<body>") && !init.contains("</script>"));
+}
