@@ -242,6 +242,27 @@ async fn silent(host: &str) -> TcpStream {
     TcpStream::connect(host).await.unwrap()
 }
 
+/// An anonymous keep-alive connection that was given a place under the cap: its first request
+/// is answered 200 and it stays open. (A connection that closed a moment ago may still hold its
+/// place, so a newcomer is retried until one is free.)
+async fn counted_squatter(host: &str) -> TcpStream {
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(host).await.unwrap();
+        let req = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200") {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no place under the cap freed up");
+}
+
 async fn raw_request(host: &str, extra_headers: &str, path: &str) -> (u16, String, Value) {
     let started = Instant::now();
     let mut s = TcpStream::connect(host).await.unwrap();
@@ -319,8 +340,7 @@ async fn unauthenticated_connections_past_the_cap_are_refused_but_token_holders_
     assert_eq!(status, 200, "{head} {body}");
 
     // Full again; then a squatter that leaves frees its place too.
-    squatters.push(silent(&host).await);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    squatters.push(counted_squatter(&host).await);
     let (status, _, _) = raw_request(&host, "", "/healthz").await;
     assert_eq!(status, 503);
     drop(squatters.pop());
