@@ -411,72 +411,9 @@ impl Application {
     /// for them at most `server.shutdown_timeout`.
     pub async fn run(self) -> anyhow::Result<()> {
         let timeout = self.state.cfg.server.shutdown_timeout;
-        let header_timeout = self.state.cfg.server.header_timeout;
-        let stop = self.shutdown.clone();
-        let route = Arc::new(self.route);
-        let local = poem::web::LocalAddr(poem::Addr::SocketAddr(self.addr));
-        let conns = TaskTracker::new();
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = stop.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            // Small frames (pushes, replies) must not wait for Nagle's algorithm.
-            let _ = stream.set_nodelay(true);
-            let route = route.clone();
-            let local = local.clone();
-            let stop = stop.clone();
-            conns.spawn(async move {
-                let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                    let route = route.clone();
-                    // A WebSocket upgrade keeps hyper's own handle (see `RawUpgrade`), so the
-                    // socket task gets the bare TcpStream back.
-                    if req.headers().contains_key(hyper::header::UPGRADE) {
-                        if let Some(raw) =
-                            crate::websocket::handshake::RawUpgrade::extract(&mut req)
-                        {
-                            req.extensions_mut().insert(raw);
-                        }
-                    }
-                    let req = poem::Request::from((
-                        req,
-                        local.clone(),
-                        poem::web::RemoteAddr(poem::Addr::SocketAddr(peer)),
-                        poem::http::uri::Scheme::HTTP,
-                    ));
-                    async move {
-                        let resp: hyper::Response<_> = route.get_response(req).await.into();
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                // Plain hyper HTTP/1 (no version sniffing, which has no timeout of its own):
-                // the header timer runs from the moment we wait for a request, so a silent or
-                // trickling client is cut off.
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => return,
-                    _ = stop.cancelled() => {}
-                }
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            });
-        }
-        // Connections were told to finish (and sockets got 1001); wait for them, bounded.
-        conns.close();
-        let _ = tokio::time::timeout(timeout, conns.wait()).await;
+        let settings = crate::http::Settings::from_config(&self.state.cfg.server);
+        let route = crate::web::BrowserPolicy::new(self.route, self.state.clone()).boxed();
+        crate::http::serve(self.listener, route, settings, self.shutdown.clone()).await;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(timeout, self.tasks.wait())

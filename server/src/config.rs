@@ -53,6 +53,21 @@ pub struct ServerConfig {
     /// closes connections that stay silent that long.
     #[serde(with = "duration_str")]
     pub header_timeout: Duration,
+    /// Longest a request body may take to arrive, from the end of its headers (408 after).
+    #[serde(with = "duration_str")]
+    pub body_timeout: Duration,
+    /// Largest request body (413 over it).
+    #[serde(with = "size_str")]
+    pub max_body_size: usize,
+    /// An idle keep-alive connection is closed after this long without a new request.
+    #[serde(with = "duration_str")]
+    pub keepalive_timeout: Duration,
+    /// Connections that have not yet sent a request with a valid credential; past it, only
+    /// requests with a valid token or API key are served (503 otherwise). 0 = unlimited.
+    pub max_unauthenticated: usize,
+    /// Host names (with or without port) accepted in `Host` to build the advertised
+    /// WebSocket address, besides `server.address` itself.
+    pub allowed_hosts: Vec<String>,
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
 }
@@ -64,6 +79,11 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             shutdown_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_body_size: 1024 * 1024,
+            keepalive_timeout: Duration::from_secs(60),
+            max_unauthenticated: 1024,
+            allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -366,6 +386,26 @@ impl Config {
         if !self.websocket.echo_path.is_empty() && !self.websocket.echo_path.starts_with('/') {
             return err("websocket.echo_path", "must start with / or be empty");
         }
+        for (key, value) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.body_timeout", self.server.body_timeout),
+            ("server.keepalive_timeout", self.server.keepalive_timeout),
+        ] {
+            if value.is_zero() {
+                return err(key, "must be positive");
+            }
+        }
+        if self.server.max_body_size == 0 {
+            return err("server.max_body_size", "must be at least 1B");
+        }
+        for h in &self.server.allowed_hosts {
+            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_graphic()) || h.contains('/') {
+                return err(
+                    "server.allowed_hosts",
+                    &format!("`{h}` is not a host name or host:port"),
+                );
+            }
+        }
         if self.websocket.ping_interval.is_zero() {
             return err("websocket.ping_interval", "must be positive");
         }
@@ -576,6 +616,78 @@ mod tests {
         assert_eq!(c.history.size, 100);
         assert!(c.auth.multi_login);
         assert!(c.auth.except_login.contains(&"/swagger*".to_string()));
+        assert_eq!(c.server.body_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.max_body_size, 1 << 20);
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_unauthenticated, 1024);
+        assert!(c.server.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn the_shipped_config_file_states_the_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resource/config/config.toml");
+        let c = Config::load_from(&file, None, env(&[])).unwrap();
+        let d = ServerConfig::default();
+        assert_eq!(c.server.header_timeout, d.header_timeout);
+        assert_eq!(c.server.body_timeout, d.body_timeout);
+        assert_eq!(c.server.max_body_size, d.max_body_size);
+        assert_eq!(c.server.keepalive_timeout, d.keepalive_timeout);
+        assert_eq!(c.server.max_unauthenticated, d.max_unauthenticated);
+        assert_eq!(c.server.allowed_hosts, d.allowed_hosts);
+    }
+
+    #[test]
+    fn http_limits_are_read_and_bad_ones_named() {
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[
+                ("SWITCHBOARD_SERVER__BODY_TIMEOUT", "2s"),
+                ("SWITCHBOARD_SERVER__MAX_BODY_SIZE", "64KiB"),
+                ("SWITCHBOARD_SERVER__KEEPALIVE_TIMEOUT", "5s"),
+                ("SWITCHBOARD_SERVER__MAX_UNAUTHENTICATED", "8"),
+                (
+                    "SWITCHBOARD_SERVER__ALLOWED_HOSTS",
+                    r#"["admin.example.com"]"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.body_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.max_body_size, 65536);
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.max_unauthenticated, 8);
+        assert_eq!(c.server.allowed_hosts, vec!["admin.example.com"]);
+        for (var, key) in [
+            ("SWITCHBOARD_SERVER__BODY_TIMEOUT", "server.body_timeout"),
+            ("SWITCHBOARD_SERVER__MAX_BODY_SIZE", "server.max_body_size"),
+            (
+                "SWITCHBOARD_SERVER__KEEPALIVE_TIMEOUT",
+                "server.keepalive_timeout",
+            ),
+            (
+                "SWITCHBOARD_SERVER__MAX_UNAUTHENTICATED",
+                "server.max_unauthenticated",
+            ),
+        ] {
+            let e = Config::load_from(Path::new("/nonexistent"), None, env(&[(var, "-x")]))
+                .unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_SERVER__BODY_TIMEOUT", "0s")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("server.body_timeout"), "{e}");
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_SERVER__ALLOWED_HOSTS", r#"["a b"]"#)]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("server.allowed_hosts"), "{e}");
     }
 
     #[test]

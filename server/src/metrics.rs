@@ -6,6 +6,16 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+/// Whether a close code keeps its own metric label: the codes the protocol defines and the ones
+/// the server sends. Anything else a client chose is counted as `other`, so a peer cannot grow
+/// the label set (and the scrape) without bound.
+pub fn is_known_close_code(code: u16) -> bool {
+    matches!(
+        code,
+        1000..=1003 | 1005..=1011 | 4001 | 4003 | 4008 | 4009 | 4029
+    )
+}
+
 /// A monotonically increasing counter.
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -110,8 +120,10 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Connections accepted since start.
     pub connects: Counter,
-    /// Closes by code.
+    /// Closes by code, for the codes that keep a label (see [`is_known_close_code`]).
     closes: Mutex<Vec<(u16, u64)>>,
+    /// Closes with any other code.
+    closes_other: Counter,
     /// Time to fan a send out to local queues.
     pub send_seconds: Histogram,
     /// HTTP API latency.
@@ -121,6 +133,10 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a close.
     pub fn closed(&self, code: u16) {
+        if !is_known_close_code(code) {
+            self.closes_other.inc();
+            return;
+        }
         let mut c = self.closes.lock();
         match c.iter_mut().find(|(k, _)| *k == code) {
             Some((_, n)) => *n += 1,
@@ -128,11 +144,16 @@ impl Metrics {
         }
     }
 
-    /// Closes by code.
+    /// Closes by code (known codes only; see [`Metrics::closes_other`]).
     pub fn closes(&self) -> Vec<(u16, u64)> {
         let mut v = self.closes.lock().clone();
         v.sort();
         v
+    }
+
+    /// Closes with a code that has no label of its own.
+    pub fn closes_other(&self) -> u64 {
+        self.closes_other.get()
     }
 
     /// The Prometheus text exposition.
@@ -214,6 +235,10 @@ impl Metrics {
         for (code, n) in self.closes() {
             let _ = writeln!(out, "switchboard_closes_total{{code=\"{code}\"}} {n}");
         }
+        let other = self.closes_other();
+        if other > 0 {
+            let _ = writeln!(out, "switchboard_closes_total{{code=\"other\"}} {other}");
+        }
         self.send_seconds.render(
             &mut out,
             "switchboard_send_fanout_seconds",
@@ -225,5 +250,26 @@ impl Metrics {
             "HTTP API request latency.",
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_chosen_close_codes_share_one_label() {
+        let m = Metrics::default();
+        for code in [1000, 4001, 4500, 4501, 3000, 65535, 4001] {
+            m.closed(code);
+        }
+        assert_eq!(m.closes(), vec![(1000, 1), (4001, 2)]);
+        assert_eq!(m.closes_other(), 4);
+        let text = m.render();
+        assert!(
+            text.contains("switchboard_closes_total{code=\"other\"} 4"),
+            "{text}"
+        );
+        assert!(!text.contains("4500"), "{text}");
     }
 }

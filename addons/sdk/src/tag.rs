@@ -49,9 +49,12 @@ impl Tag {
         Ok(Tag(Arc::from(s)))
     }
 
-    /// Whether only the server may assign this tag (`sys:` prefix).
+    /// Whether only the server may assign this tag (`sys:` prefix, in any letter case, so that
+    /// a client cannot make a look-alike such as `SYS:admin` that a reader takes for the real one).
     pub fn is_system(&self) -> bool {
-        self.0.starts_with(SYSTEM_TAG_PREFIX)
+        self.0
+            .get(..SYSTEM_TAG_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(SYSTEM_TAG_PREFIX))
     }
 
     /// The name.
@@ -108,6 +111,10 @@ mod tests {
     fn system_prefix() {
         assert!(Tag::parse("sys:x").unwrap().is_system());
         assert!(!Tag::parse("system").unwrap().is_system());
+        assert!(Tag::parse("SYS:admin").unwrap().is_system());
+        assert!(Tag::parse("Sys:x").unwrap().is_system());
+        assert!(!Tag::parse("sy").unwrap().is_system());
+        assert!(!Tag::parse("xsys:a").unwrap().is_system());
     }
 
     #[test]

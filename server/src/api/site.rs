@@ -31,7 +31,31 @@ pub struct SiteConfig {
 /// `/api/site`.
 pub struct SiteApi(pub Arc<AppState>);
 
-/// `ws(s)://host/path` from `websocket.public_url` or the request.
+/// Whether `host` (a `Host` header value) names this server: `server.address` itself, or an
+/// entry of `server.allowed_hosts` (an entry without a port allows any port). Compared without
+/// regard to letter case.
+pub fn host_allowed(state: &AppState, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let name_of = |h: &str| -> String {
+        // `[::1]:8000` → `[::1]`; `example.com:8000` → `example.com`.
+        match h.rfind(':') {
+            Some(i) if !h[i..].contains(']') => h[..i].to_string(),
+            _ => h.to_string(),
+        }
+    };
+    let server = &state.cfg.server;
+    if host == server.address.to_ascii_lowercase() {
+        return true;
+    }
+    server.allowed_hosts.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        entry == host || (name_of(&entry) == entry && name_of(&host) == entry)
+    })
+}
+
+/// `ws(s)://host/path`: `websocket.public_url` when set; else the request's `Host` if it names
+/// this server (see [`host_allowed`]); else the address the request arrived on. A forged
+/// `Host` thus cannot point the panel, which sends its token there, at another server.
 pub fn ws_addr(state: &AppState, req: &Request) -> String {
     let cfg = &state.cfg.websocket;
     if !cfg.public_url.is_empty() {
@@ -54,16 +78,35 @@ pub fn ws_addr(state: &AppState, req: &Request) -> String {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .filter(|h| h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|h| host_allowed(state, h))
         .map(str::to_owned)
-        .unwrap_or_else(|| state.cfg.server.address.clone());
+        .unwrap_or_else(|| match req.local_addr().0 {
+            poem::Addr::SocketAddr(a) => a.to_string(),
+            _ => state.cfg.server.address.clone(),
+        });
     format!("{scheme}://{host}{}", cfg.path)
+}
+
+/// The origin (`ws(s)://host`) of [`ws_addr`], for the panel's `connect-src`.
+pub fn ws_origin(state: &AppState, req: &Request) -> String {
+    let addr = ws_addr(state, req);
+    match addr.find("://") {
+        Some(i) => {
+            let rest = &addr[i + 3..];
+            let end = rest.find('/').unwrap_or(rest.len());
+            addr[..i + 3 + end].to_string()
+        }
+        None => addr,
+    }
 }
 
 #[OpenApi(prefix_path = "/api/site", tag = "ApiTags::Site")]
 impl SiteApi {
     /// Public site configuration
     ///
-    /// No login needed. `wsAddr` comes from `websocket.public_url` or the request's Host.
+    /// No login needed. `wsAddr` comes from `websocket.public_url`, else from the request's
+    /// Host when it names this server (`server.address`, `server.allowed_hosts`), else from
+    /// the address the request arrived on.
     #[oai(path = "/config", method = "get")]
     async fn config(&self, req: &Request) -> Json<SiteConfig> {
         let cfg = &self.0.cfg.websocket;

@@ -171,14 +171,25 @@ impl<E: Endpoint> Endpoint for AuthEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
         let exempt = self.mw.exempt.matches(req.uri().path());
+        let is_login = req.uri().path() == LOGIN_PATH;
         let presented = presented_credential(&req);
         let verdict: Option<Result<Identity, AuthError>> = match &presented {
             None => None,
             Some(Presented::Token(t, _)) => Some(self.mw.auth.verify_token(t).await),
             Some(Presented::ApiKey(k)) => Some(self.mw.auth.verify_api_key(k).await),
         };
+        let admission = req.extensions().get::<crate::http::Admission>().cloned();
+        if !matches!(verdict, Some(Ok(_))) && admission.as_ref().is_some_and(|a| a.over_capacity())
+        {
+            // The connection came in past `server.max_unauthenticated`: it is served only once
+            // it proves who it is, so anonymous traffic cannot crowd out users with tokens.
+            return Ok(crate::http::over_capacity_response());
+        }
         match verdict {
             Some(Ok(identity)) => {
+                if let Some(a) = &admission {
+                    a.authenticated();
+                }
                 if let Some(Presented::Token(t, src)) = &presented {
                     if *src != TokenSource::Header {
                         // Lets the OpenAPI bearer scheme see a token that came another way.
@@ -213,8 +224,44 @@ impl<E: Endpoint> Endpoint for AuthEndpoint<E> {
             }
             None => {}
         }
-        self.inner.call(req).await.map(IntoResponse::into_response)
+        let resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            // OpenAPI handlers' errors travel as `Err`; a 429 becomes its response here so it
+            // can carry `Retry-After`.
+            Err(e) if is_login && e.status() == StatusCode::TOO_MANY_REQUESTS => e.into_response(),
+            Err(e) => return Err(e),
+        };
+        if is_login
+            && resp.status() == StatusCode::TOO_MANY_REQUESTS
+            && !resp.headers().contains_key(header::RETRY_AFTER)
+        {
+            return Ok(with_retry_after(resp).await);
+        }
+        Ok(resp)
     }
+}
+
+/// The HTTP login route, whose 429s say when to retry.
+const LOGIN_PATH: &str = "/api/auth/login";
+
+/// Tells a refused login when to come back: soon when hashing was merely saturated, after the
+/// limiter's window when it was too many failures.
+async fn with_retry_after(mut resp: Response) -> Response {
+    let body = resp.take_body().into_bytes().await.unwrap_or_default();
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned));
+    let after = match code.as_deref() {
+        Some(super::service::LOGIN_BUSY_CODE) => Some("1"),
+        Some("rate_limited") => Some("60"),
+        _ => None,
+    };
+    if let Some(after) = after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+    }
+    resp.set_body(body);
+    resp
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ pub enum AuthError {
     /// Too many failed logins.
     #[error("too many failed logins; try again in a minute")]
     RateLimited,
+    /// Too many logins waiting for password hashing; retry shortly.
+    #[error("too many logins in progress; retry in a moment")]
+    Busy,
+    /// The actor's role is lower than the target user's.
+    #[error("{0}")]
+    Forbidden(#[from] super::rank::RankError),
     /// Token past `exp`.
     #[error("token expired")]
     TokenExpired,
@@ -74,6 +80,13 @@ impl From<AuthError> for switchboard_sdk::api::ApiError {
                 ApiError::unauthorized("invalid_credentials", e.to_string())
             }
             AuthError::RateLimited => ApiError::too_many_requests(e.to_string()),
+            AuthError::Busy => ApiError::TooManyRequests(poem_openapi::payload::Json(
+                switchboard_sdk::api::ErrorBody {
+                    code: LOGIN_BUSY_CODE.into(),
+                    message: e.to_string(),
+                },
+            )),
+            AuthError::Forbidden(r) => ApiError::forbidden(r.to_string()),
             AuthError::TokenExpired => ApiError::unauthorized("token_expired", e.to_string()),
             AuthError::TokenInvalid => ApiError::unauthorized("invalid_token", e.to_string()),
             AuthError::TokenRevoked => ApiError::unauthorized("token_revoked", e.to_string()),
@@ -86,6 +99,10 @@ impl From<AuthError> for switchboard_sdk::api::ApiError {
         }
     }
 }
+
+/// The machine code of a login refused because password hashing is saturated (429, with a
+/// short `Retry-After`).
+pub const LOGIN_BUSY_CODE: &str = "login_busy";
 
 /// A user as the auth layer caches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +196,6 @@ pub struct AuthService {
     users: RwLock<HashMap<i64, Arc<UserState>>>,
     limiter: LoginLimiter,
     shared_limiter: std::sync::OnceLock<SharedLimiter>,
-    decoy: String,
 }
 
 /// The failed-login counter in Redis, so the limit holds across a cluster.
@@ -205,31 +221,36 @@ impl SharedLimiter {
         format!("{}:login:{}", self.prefix, &h[..32])
     }
 
-    async fn allowed(&self, username: &str, ip: &str) -> Option<bool> {
-        let mut c = self.conn.clone();
-        let n: Option<u32> = redis::cmd("GET")
-            .arg(self.key(username, ip))
-            .query_async(&mut c)
-            .await
-            .ok()?;
-        Some(n.unwrap_or(0) < self.max_failures)
-    }
-
-    async fn fail(&self, username: &str, ip: &str) -> bool {
+    /// Counts an attempt as it starts (`INCR`, one atomic step for every node), taking it back
+    /// when that went past the limit. `None`: Redis did not answer.
+    async fn reserve(&self, username: &str, ip: &str) -> Option<bool> {
         let mut c = self.conn.clone();
         let key = self.key(username, ip);
-        redis::pipe()
+        let (n,): (u32,) = redis::pipe()
             .cmd("INCR")
             .arg(&key)
-            .ignore()
             .cmd("EXPIRE")
             .arg(&key)
             .arg(60)
             .arg("NX")
             .ignore()
-            .query_async::<()>(&mut c)
+            .query_async(&mut c)
             .await
-            .is_ok()
+            .ok()?;
+        if n > self.max_failures {
+            self.release(username, ip).await;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// Takes back an attempt that was never evaluated.
+    async fn release(&self, username: &str, ip: &str) {
+        let mut c = self.conn.clone();
+        let _: redis::RedisResult<i64> = redis::cmd("DECR")
+            .arg(self.key(username, ip))
+            .query_async(&mut c)
+            .await;
     }
 
     async fn succeed(&self, username: &str, ip: &str) {
@@ -239,6 +260,84 @@ impl SharedLimiter {
             .query_async(&mut c)
             .await;
     }
+}
+
+/// Where an admitted login attempt is counted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Local,
+    Shared,
+}
+
+/// A login attempt admitted by the limiter. Dropped without [`Attempt::end`] (the caller went
+/// away mid-check), it is released: an attempt whose verdict nobody saw guessed nothing.
+struct Attempt<'a> {
+    svc: &'a AuthService,
+    username: String,
+    ip: String,
+    counted: Counted,
+    open: bool,
+}
+
+/// How an attempt ended.
+enum Outcome {
+    Failed,
+    Succeeded,
+    NotEvaluated,
+}
+
+impl Attempt<'_> {
+    async fn end(mut self, outcome: Outcome) {
+        self.open = false;
+        let (u, ip) = (self.username.as_str(), self.ip.as_str());
+        match (self.counted, outcome) {
+            (Counted::Local, Outcome::Failed) => self.svc.limiter.fail(u, ip),
+            (Counted::Local, Outcome::NotEvaluated) => self.svc.limiter.release(u, ip),
+            (_, Outcome::Succeeded) => {
+                self.svc.limiter.succeed(u, ip);
+                if let Some(shared) = self.svc.shared_limiter.get() {
+                    shared.succeed(u, ip).await;
+                }
+            }
+            // Redis counted the attempt when it started.
+            (Counted::Shared, Outcome::Failed) => {}
+            (Counted::Shared, Outcome::NotEvaluated) => {
+                if let Some(shared) = self.svc.shared_limiter.get() {
+                    shared.release(u, ip).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        match self.counted {
+            Counted::Local => self.svc.limiter.release(&self.username, &self.ip),
+            Counted::Shared => {
+                if let (Some(shared), Ok(rt)) = (
+                    self.svc.shared_limiter.get(),
+                    tokio::runtime::Handle::try_current(),
+                ) {
+                    let mut c = shared.conn.clone();
+                    let key = shared.key(&self.username, &self.ip);
+                    rt.spawn(async move {
+                        let _: redis::RedisResult<i64> =
+                            redis::cmd("DECR").arg(key).query_async(&mut c).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A username as it may appear in a log line: bounded, and printed with `{:?}` by callers so
+/// control characters cannot forge lines.
+fn loggable(username: &str) -> String {
+    username.chars().take(64).collect()
 }
 
 fn now_ms() -> i64 {
@@ -339,6 +438,7 @@ impl AuthService {
         secret: &str,
     ) -> Result<Self, AuthError> {
         let keys = JwtKeys::new(secret.as_bytes(), &cfg.jwt_issuer);
+        password::calibrate();
         let limiter = LoginLimiter::new(cfg.login_max_failures);
         let svc = AuthService {
             db,
@@ -347,7 +447,6 @@ impl AuthService {
             users: RwLock::new(HashMap::new()),
             limiter,
             shared_limiter: std::sync::OnceLock::new(),
-            decoy: password::decoy_hash(),
             cfg,
         };
         svc.prune_revoked().await?;
@@ -367,27 +466,27 @@ impl AuthService {
         let _ = self.shared_limiter.set(limiter);
     }
 
-    async fn login_allowed(&self, username: &str, ip: &str) -> bool {
-        if let Some(shared) = self.shared_limiter.get() {
-            if let Some(ok) = shared.allowed(username, ip).await {
-                return ok;
-            }
+    /// Admits a login attempt, counting it from now (see [`Attempt`]).
+    async fn begin_attempt(&self, username: &str, ip: &str) -> Option<Attempt<'_>> {
+        let counted = match self.shared_limiter.get() {
+            Some(shared) => match shared.reserve(username, ip).await {
+                Some(true) => Counted::Shared,
+                Some(false) => return None,
+                // Redis unreachable: count locally meanwhile.
+                None => Counted::Local,
+            },
+            None => Counted::Local,
+        };
+        if counted == Counted::Local && !self.limiter.reserve(username, ip) {
+            return None;
         }
-        self.limiter.allowed(username, ip)
-    }
-
-    async fn login_failed(&self, username: &str, ip: &str) {
-        self.limiter.fail(username, ip);
-        if let Some(shared) = self.shared_limiter.get() {
-            shared.fail(username, ip).await;
-        }
-    }
-
-    async fn login_succeeded(&self, username: &str, ip: &str) {
-        self.limiter.succeed(username, ip);
-        if let Some(shared) = self.shared_limiter.get() {
-            shared.succeed(username, ip).await;
-        }
+        Some(Attempt {
+            svc: self,
+            username: username.to_string(),
+            ip: ip.to_string(),
+            counted,
+            open: true,
+        })
     }
 
     /// The config.
@@ -423,42 +522,85 @@ impl AuthService {
     }
 
     /// Checks credentials (rate limited per username+IP) and issues a token.
+    ///
+    /// The attempt counts toward the limit from the moment it starts, so guesses sent at once
+    /// are limited exactly like guesses sent one after the other. Failures are logged (target
+    /// `audit`) with the username, the IP and the reason; never the password.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         ip: &str,
     ) -> Result<IssuedToken, AuthError> {
-        if !self.login_allowed(username, ip).await {
+        let Some(attempt) = self.begin_attempt(username, ip).await else {
+            tracing::warn!(target: "audit", username = ?loggable(username), %ip, reason = "rate limited", "login failed");
             return Err(AuthError::RateLimited);
-        }
+        };
         let found = if username.len() <= 64 && password.len() <= 1024 {
-            user::Entity::find()
+            match user::Entity::find()
                 .filter(user::Column::Username.eq(username))
                 .one(&self.db)
-                .await?
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    attempt.end(Outcome::NotEvaluated).await;
+                    return Err(e.into());
+                }
+            }
         } else {
             None
         };
-        let phc = found
-            .as_ref()
-            .map(|u| u.password_hash.clone())
-            .unwrap_or_else(|| self.decoy.clone());
-        let matches = password::verify(password.chars().take(1024).collect(), phc).await;
+        let verdict = match &found {
+            Some(u) => password::verify(password.to_string(), u.password_hash.clone()).await,
+            None => {
+                // Same time as a real check, without holding a hashing slot (see
+                // `imitate_verify`).
+                password::imitate_verify().await;
+                Ok(false)
+            }
+        };
+        let matches = match verdict {
+            Ok(m) => m,
+            Err(password::Busy) => {
+                attempt.end(Outcome::NotEvaluated).await;
+                tracing::warn!(target: "audit", username = ?loggable(username), %ip, reason = "hashing busy", "login failed");
+                return Err(AuthError::Busy);
+            }
+        };
         let user = match found {
             Some(u) if matches && u.enabled => u,
-            _ => {
-                self.login_failed(username, ip).await;
+            other => {
+                attempt.end(Outcome::Failed).await;
+                let reason = match other {
+                    None => "unknown user",
+                    Some(u) if !u.enabled && matches => "user disabled",
+                    Some(_) => "wrong password",
+                };
+                tracing::warn!(target: "audit", username = ?loggable(username), %ip, reason, "login failed");
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.login_succeeded(username, ip).await;
+        attempt.end(Outcome::Succeeded).await;
         let mut state = UserState::from(&user);
         if !self.cfg.multi_login {
             state.tokens_valid_after = self.set_tokens_valid_after(user.id, now_ms()).await?;
         }
         self.cache_user(state.clone());
         Ok(self.issue(&state))
+    }
+
+    /// Refuses unless `actor` may revoke, disable or change user `target` (see
+    /// [`super::rank`]); an unknown target is left to the caller to report.
+    pub async fn authorize_action_on(
+        &self,
+        actor: &Identity,
+        target: i64,
+    ) -> Result<(), AuthError> {
+        if let Some(t) = self.user_state(target).await? {
+            super::rank::may_act_on(actor, &t.roles)?;
+        }
+        Ok(())
     }
 
     /// Issues a token for a user.
