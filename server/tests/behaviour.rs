@@ -287,6 +287,42 @@ async fn kick_by_connection_and_by_user_with_revoke(d: &Deployment) {
     assert_eq!((s, v["closed"].as_i64()), (200, Some(0)));
     let (s, v) = api_post(d, "/api/websocket/kick", json!({})).await;
     assert_eq!((s, v["code"].as_str()), (400, Some("invalid_field")));
+
+    // An operator may kick an admin's socket, never revoke an admin's tokens.
+    let (_, operator) = d.node(0).user("oscar", &["operator"]).await;
+    let (mut admin_ws, admin_hello) = d.node(1).ws(&d.node(0).admin_token).await;
+    for body in [
+        json!({"clientId": admin_hello["id"], "revoke": true}),
+        json!({"userId": 1, "revoke": true}),
+    ] {
+        let (s, v) = d.node(0).post("/api/websocket/kick", &operator, body).await;
+        assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    }
+    assert_eq!(
+        request(&mut admin_ws, "ping", Value::Null).await["code"],
+        0,
+        "nothing was kicked"
+    );
+    let (s, v) = d
+        .node(0)
+        .post(
+            "/api/websocket/kick",
+            &operator,
+            json!({"clientId": admin_hello["id"]}),
+        )
+        .await;
+    assert_eq!((s, v["closed"].as_i64()), (200, Some(1)));
+    assert_eq!(
+        close_code(&mut admin_ws, Duration::from_secs(5)).await,
+        4001
+    );
+    assert_eq!(
+        d.node(2)
+            .get("/api/auth/me", &d.node(0).admin_token)
+            .await
+            .0,
+        200
+    );
 }
 
 async fn tags_their_limits_and_counts(d: &Deployment) {

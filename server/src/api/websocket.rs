@@ -436,6 +436,12 @@ impl WebSocketApi {
             .clone()
             .unwrap_or_else(|| "kicked by an operator".into());
         let revoke = body.revoke.unwrap_or(false);
+        if revoke {
+            // Anyone may kick an admin's sockets; only an admin may revoke an admin's tokens.
+            for u in self.0.ws.node.users_of(&target).await? {
+                self.0.auth.authorize_action_on(who, u.0).await?;
+            }
+        }
         let outcome = self.0.ws.node.kick(&target, &reason, revoke).await?;
         let closed = outcome.closed as u64;
         tracing::info!(target: "audit", by = %who.username, client = body.client_id.as_deref(), user = body.user_id, closed, revoke, "kick");

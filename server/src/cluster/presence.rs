@@ -228,6 +228,16 @@ impl Presence for RedisBackend {
         })
     }
 
+    async fn user_of(&self, id: &ClientId) -> Result<Option<UserId>, NodeError> {
+        self.ensure_ready()?;
+        let mut c = self.conn();
+        let user: Option<i64> = c.hget(self.key("cuser"), id.as_str()).await.map_err(|e| {
+            self.set_reachable(false);
+            unavailable(e)
+        })?;
+        Ok(user.map(UserId))
+    }
+
     async fn online(&self, q: &OnlineQuery) -> Result<OnlinePage, NodeError> {
         self.ensure_ready()?;
         let v: Vec<String> = self

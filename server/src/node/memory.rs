@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use switchboard_sdk::event::EventError;
 use switchboard_sdk::protocol::{Push, close};
-use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag};
+use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag, UserId};
 
 use super::rows::{OnlinePage, OnlineQuery, Row, sort_rows};
 use super::{
@@ -142,6 +142,10 @@ impl Presence for MemoryBackend {
             }
         }
         Ok(out)
+    }
+
+    async fn user_of(&self, id: &ClientId) -> Result<Option<UserId>, NodeError> {
+        Ok(self.local.registry().get(id).and_then(|c| c.user_id()))
     }
 
     async fn online(&self, q: &OnlineQuery) -> Result<OnlinePage, NodeError> {

@@ -184,6 +184,9 @@ pub trait Presence: Send + Sync + 'static {
     async fn disconnect(&self, target: &Target, how: &Disconnect)
     -> Result<KickOutcome, NodeError>;
 
+    /// The user a connection (on any node) belongs to; `None` when it is anonymous or gone.
+    async fn user_of(&self, id: &ClientId) -> Result<Option<UserId>, NodeError>;
+
     /// One page of the online list.
     async fn online(&self, query: &OnlineQuery) -> Result<OnlinePage, NodeError>;
 
@@ -326,6 +329,14 @@ impl Node {
             }
         }
         Ok(outcome)
+    }
+
+    /// The users whose tokens a kick with `revoke` of `target` would invalidate.
+    pub async fn users_of(&self, target: &Target) -> Result<Vec<UserId>, NodeError> {
+        match target {
+            Target::User(u) => Ok(vec![*u]),
+            Target::Client(id) => Ok(self.presence.user_of(id).await?.into_iter().collect()),
+        }
     }
 
     /// Joins or quits the target's connections to a tag.

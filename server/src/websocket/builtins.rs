@@ -178,7 +178,7 @@ async fn login(
                 .login(&username, &password, client_ip)
                 .await
                 .map_err(|e| match e {
-                    crate::auth::AuthError::RateLimited => {
+                    crate::auth::AuthError::RateLimited | crate::auth::AuthError::Busy => {
                         EventError::new(code::RATE_LIMITED, e.to_string())
                     }
                     other => EventError::new(code::UNAUTHORIZED, other.to_string()),
