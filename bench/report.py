@@ -28,7 +28,10 @@ def load(results_dir):
     runs = {}
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         doc = json.load(open(path))
-        system, scenario = os.path.basename(path)[: -len(".json")].split(".", 1)
+        name = os.path.basename(path)[: -len(".json")]
+        if "." not in name:  # not <system>.<scenario>: cluster.json has its own section
+            continue
+        system, scenario = name.split(".", 1)
         runs[(system, scenario)] = doc
     return runs
 
@@ -271,6 +274,106 @@ def targets_table(runs):
     return t
 
 
+# ---- cluster (bench/cluster.sh) -----------------------------------------------------------------
+
+CLUSTER_CPU_FACTOR = 1.5  # cluster server CPU per delivery ≤ this × single node's
+API_P99_MS = 20  # API p99 at API_RATE sends/s
+API_RATE = 100
+
+
+def cluster_steps(doc, mode):
+    r = (doc or {}).get(mode, {}).get("result") or {}
+    return {(st["kind"], st["rate_per_s"]): st for st in r.get("steps", [])}
+
+
+def cluster_checks(doc):
+    """(target, measured, met) rows; met is None when the run gave nothing to judge."""
+    single, cluster = cluster_steps(doc, "single"), cluster_steps(doc, "cluster")
+    rows = []
+    complete = lambda st: st and st["expected_deliveries"] and st["lost"] == 0 and st["http_errors"] == 0
+
+    def cpu_row(kind, rate):
+        a, b = single.get((kind, rate)), cluster.get((kind, rate))
+        if not (a and b and a["server_cpu_us_per_delivery"]):
+            return
+        r = b["server_cpu_us_per_delivery"] / a["server_cpu_us_per_delivery"]
+        with_redis = b["server_and_redis_cpu_us_per_delivery"] / a["server_cpu_us_per_delivery"]
+        rows.append((f"{kind} at {rate:g}/s: cluster CPU per delivery (summed over nodes) ≤ {CLUSTER_CPU_FACTOR}× single node",
+                     f"{r:.2f}× ({b['server_cpu_us_per_delivery']:.2f} vs {a['server_cpu_us_per_delivery']:.2f} µs; "
+                     f"with Redis {with_redis:.2f}×)", r <= CLUSTER_CPU_FACTOR))
+
+    # CPU per delivery falls as the rate rises (fixed costs spread thinner): compare at the
+    # highest toAll rate both runs completed, and at every toUser rate.
+    both = [rate for (kind, rate), st in cluster.items() if kind == "toAll" and complete(st) and complete(single.get((kind, rate)))]
+    if both:
+        cpu_row("toAll", max(both))
+    for rate in sorted(rate for kind, rate in cluster if kind == "toUser"):
+        cpu_row("toUser", rate)
+    st = cluster.get(("toUser", float(API_RATE)))
+    if st and dig(st, "api_latency", "p99_us") is not None:
+        p99 = st["api_latency"]["p99_us"] / 1000
+        late = f", {st['late_sends']} sends started late" if st.get("late_sends") else ""
+        rows.append((f"toUser at {API_RATE}/s through one node: API p99 ≤ {API_P99_MS} ms", f"{p99:.2f} ms{late}",
+                     p99 <= API_P99_MS and st["http_errors"] == 0))
+    if cluster:
+        lost = sum(st["lost"] for st in cluster.values())
+        inexact = sum(1 for st in cluster.values() if not st["counts_exact"])
+        rows.append(("cluster: nothing lost, every `delivered` count exact", f"{lost:,} lost, {inexact} steps with inexact counts",
+                     lost == 0 and inexact == 0))
+    else:
+        rows.append(("cluster run", (doc or {}).get("cluster", {}).get("error") or "no result", None))
+    return rows
+
+
+def cluster_section(doc):
+    lines = ["## Cluster: three nodes on one Redis", ""]
+    if doc.get("quick"):
+        lines += ["> **Quick run (smoke check)**: tiny sizes — not comparable with a full run.", ""]
+    busy = {m: (doc.get(m) or {}).get("background_busy_pct") for m in ("single", "cluster")}
+    lines += [f"`{doc.get('command', '')}` ({doc.get('elapsed_s', '?')} s), {doc.get('date', '')}: "
+              f"`loadgen {doc.get('args', '')}`. {doc.get('machine', '')}; {doc.get('switchboard', '')} at "
+              f"`{doc.get('git', '')}`; {doc.get('redis', '')}. Other work used {busy['single']}% / {busy['cluster']}% "
+              "of the machine just before the single-node / cluster run; the load generator, the nodes and Redis "
+              "all share the same cores.", ""]
+    if doc.get("note"):
+        lines += [f"> {doc['note']}", ""]
+    c = (doc.get("cluster") or {}).get("result") or {}
+    lines += [f"Single node: one Switchboard, no Redis, holding every connection. Cluster: {len(c.get('nodes', [])) or 3} "
+              "Switchboard processes on one private `redis-server` (no persistence), sharing one database and JWT "
+              "secret, connections spread round-robin over them. Every send goes through the first node's HTTP API. "
+              f"Users: {num(c.get('users'))} users with {num(c.get('devices_per_user'))} devices each, spread evenly over the "
+              "nodes, so every `toUser` send reaches every node (the routing worst case). Server CPU is the nodes' "
+              "utime + stime summed (10 ms ticks), Redis's apart; per delivery = CPU ÷ deliveries received.", ""]
+    t = Table(["target", "measured", "met"])
+    for name, value, ok in cluster_checks(doc):
+        t.add([name, value, "—" if ok is None else ("yes" if ok else "**no**")])
+    lines += [t.md(), ""]
+    steps = Table(["run", "send", "rate/s", "deliveries/s", "delivery p50 ms", "delivery p99 ms", "API p50 ms", "API p99 ms",
+                   "lost", "counts exact", "server CPU µs / delivery", "Redis CPU µs / delivery", "CPU s per node", "Redis CPU s",
+                   "late sends"])
+    for mode in ("single", "cluster"):
+        sub = doc.get(mode) or {}
+        if not sub.get("result"):
+            steps.add([mode, f"failed: {(sub.get('error') or 'no result')[:160]}"] + [""] * (len(steps.headers) - 2))
+            continue
+        for st in sub["result"]["steps"]:
+            steps.add([mode, st["kind"], f"{st['rate_per_s']:g}", num(st["deliveries_per_s"]),
+                       ms(dig(st, "delivery_latency", "p50_us")), ms(dig(st, "delivery_latency", "p99_us")),
+                       ms(dig(st, "api_latency", "p50_us")), ms(dig(st, "api_latency", "p99_us")),
+                       num(st["lost"]), "yes" if st["counts_exact"] else "**no**",
+                       num(st["server_cpu_us_per_delivery"], 2),
+                       num(st["redis_cpu_us_per_delivery"], 2) if sub["result"].get("redis") else "—",
+                       " + ".join(f"{x:.2f}" for x in st["server_cpu_s_per_node"]),
+                       f"{st['redis_cpu_s']:.2f}" if sub["result"].get("redis") else "—", num(st["late_sends"])])
+    lines += [steps.md(), ""]
+    return lines
+
+
+def cluster_doc(results_dir):
+    path = os.path.join(results_dir, "cluster.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
 # ---- charts -------------------------------------------------------------------------------------
 
 def esc(s):
@@ -411,7 +514,7 @@ def charts(runs, out_dir):
 
 # ---- the report ---------------------------------------------------------------------------------
 
-def report(runs, meta, made):
+def report(runs, meta, made, cluster=None):
     contended = sorted({f"{s} / {sc} ({d.get('background_busy_pct')}%)" for (s, sc), d in runs.items()
                         if (d.get("background_busy_pct") or 0) > CONTENDED_PCT})
     args = {}
@@ -474,6 +577,8 @@ def report(runs, meta, made):
     targets = targets_table(runs)
     if targets.rows:
         lines += ["## Issue 8's targets", "", "Ratios are Switchboard ÷ the peer, from this run.", "", targets.md(), ""]
+    if cluster:
+        lines += cluster_section(cluster)
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "OPTIMISATIONS.md")
     if os.path.exists(notes):
         lines += [open(notes).read().strip(), ""]
@@ -513,14 +618,21 @@ def versions():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", required=True)
-    ap.add_argument("--meta", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--results")
+    ap.add_argument("--meta")
+    ap.add_argument("--out")
+    ap.add_argument("--cluster-summary", metavar="CLUSTER_JSON", help="print the cluster targets' verdicts and exit")
     a = ap.parse_args()
+    if a.cluster_summary:
+        for name, value, ok in cluster_checks(json.load(open(a.cluster_summary))):
+            print(f"[cluster] {'—' if ok is None else ('met' if ok else 'MISSED')}: {name}: {value}")
+        return
+    if not (a.results and a.meta and a.out):
+        ap.error("--results, --meta and --out are required")
     runs = load(a.results)
     meta = json.load(open(a.meta)) if os.path.exists(a.meta) else {}
     made = charts(runs, a.out)
-    open(os.path.join(a.out, "RESULTS.md"), "w").write(report(runs, meta, made) + "\n")
+    open(os.path.join(a.out, "RESULTS.md"), "w").write(report(runs, meta, made, cluster_doc(a.results)) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 #                           bench/out/quick/ so it never overwrites the committed results
 #
 # Options: --systems "switchboard node-ws"  --scenarios "echo-small storm"  --out DIR
+#          The `cluster` scenario is Switchboard's alone: bench/cluster.sh (one node, then three
+#          nodes on a private Redis) runs once after the systems, with --quick in a quick run.
 # Environment: SWITCHBOARD_BIN=path  use this server binary instead of building one
 #              SWITCHBOARD_BIN_PROFILE=release  how that binary was built, for the report
 #              BENCH_TARGET_DIR=dir  cargo target dir for the bench workspace (default bench/target)
@@ -21,7 +23,7 @@ cd "$BENCH_DIR"
 
 QUICK=0
 SYSTEMS="switchboard bare-tungstenite node-ws socketio-node socketioxide"
-SCENARIOS="idle echo-small echo-4k fanout-all fanout-tag storm api"
+SCENARIOS="idle echo-small echo-4k fanout-all fanout-tag storm api cluster"
 OUT=""
 COMMAND="bench/run.sh $*"
 while [ $# -gt 0 ]; do
@@ -184,8 +186,17 @@ PY
   rm -f "$RESULTS/$system.$scenario.json.tmp"
 }
 
+# The scenarios every system runs; `cluster` is not one of them.
+CLUSTER=0
+PER_SYSTEM=""
+for scenario in $SCENARIOS; do
+  if [ "$scenario" = cluster ]; then CLUSTER=1; else PER_SYSTEM="$PER_SYSTEM $scenario"; fi
+done
+SCENARIOS=$PER_SYSTEM
+
 STARTED=$(date +%s)
 for system in $SYSTEMS; do
+  [ -n "$SCENARIOS" ] || break
   if [ $QUICK = 1 ]; then
     # One server per system, idle first on the fresh process.
     if ! start_system "$system"; then
@@ -207,6 +218,15 @@ for system in $SYSTEMS; do
     done
   fi
 done
+if [ $CLUSTER = 1 ] && [[ " $SYSTEMS " == *" switchboard "* ]]; then
+  CLUSTER_FLAGS=(--out "$OUT" --no-report)
+  [ $QUICK = 1 ] && CLUSTER_FLAGS+=(--quick)
+  # Already built above: hand over the same binary and its profile.
+  if ! SWITCHBOARD_BIN="$SB_BIN" SWITCHBOARD_BIN_PROFILE="$SB_PROFILE" BENCH_TARGET_DIR="$TARGET_DIR" \
+      "$BENCH_DIR/cluster.sh" "${CLUSTER_FLAGS[@]}"; then
+    log "the cluster benchmark failed"
+  fi
+fi
 ELAPSED=$(( $(date +%s) - STARTED ))
 
 # ---- report -----------------------------------------------------------------------------------

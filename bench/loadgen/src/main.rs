@@ -60,6 +60,9 @@ enum Scenario {
     Storm(scenario::storm::StormArgs),
     /// POST …/send/toUser under load: requests/s, end-to-end latency.
     Api(scenario::api::ApiArgs),
+    /// toAll and toUser through one node while connections are spread over several nodes:
+    /// CPU per delivery summed over the nodes, Redis CPU, API latency (Switchboard only).
+    Cluster(scenario::cluster::ClusterArgs),
     /// Long mixed load with churn, kicks and slow clients, every answer checked (Switchboard only).
     Soak(scenario::soak::SoakArgs),
 }
@@ -93,6 +96,11 @@ fn main() -> anyhow::Result<()> {
                 scenario::storm::run(&ctx, a).await,
             ),
             Scenario::Api(a) => ("api", format!("{a:?}"), scenario::api::run(&ctx, a).await),
+            Scenario::Cluster(a) => (
+                "cluster",
+                format!("{a:?}"),
+                scenario::cluster::run(&ctx, a, cli.sources).await,
+            ),
             Scenario::Soak(a) => (
                 "soak",
                 format!("{a:?}"),

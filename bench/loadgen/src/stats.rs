@@ -151,3 +151,43 @@ pub fn ratio(a: f64, b: f64) -> f64 {
         (a / b * 1e3).round() / 1e3
     }
 }
+
+/// CPU time of several processes (the nodes of a cluster, Redis) and of the load generator
+/// between two points of a run. A pid of 0 always reads zero.
+pub struct CpuMeter {
+    pids: Vec<u32>,
+    start: Vec<Duration>,
+    client: Duration,
+    at: std::time::Instant,
+}
+
+pub struct CpuUsage {
+    pub elapsed: Duration,
+    /// One entry per pid, in the order given.
+    pub cpu: Vec<Duration>,
+    pub client_cpu: Duration,
+}
+
+impl CpuMeter {
+    pub fn start(pids: &[u32]) -> Self {
+        Self {
+            pids: pids.to_vec(),
+            start: pids.iter().map(|&p| procfs::sample(p).cpu).collect(),
+            client: procfs::sample_self().cpu,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    pub fn stop(&self) -> CpuUsage {
+        CpuUsage {
+            elapsed: self.at.elapsed(),
+            cpu: self
+                .pids
+                .iter()
+                .zip(&self.start)
+                .map(|(&p, &s)| procfs::sample(p).cpu.saturating_sub(s))
+                .collect(),
+            client_cpu: procfs::sample_self().cpu.saturating_sub(self.client),
+        }
+    }
+}

@@ -107,6 +107,18 @@ impl Target {
         Ok(target)
     }
 
+    /// The same system reached at another address, with the same admin token: the nodes of a
+    /// cluster share one database and JWT secret, so one login is valid on every node.
+    pub fn at(&self, addr: SocketAddr, sources: usize) -> Self {
+        Self {
+            addr,
+            wire: self.wire,
+            admin: self.admin.clone(),
+            password: self.password.clone(),
+            sources: Sources::new(addr, sources),
+        }
+    }
+
     pub fn bearer(&self) -> Option<&str> {
         self.admin.as_ref().and_then(|u| u.token.as_deref())
     }

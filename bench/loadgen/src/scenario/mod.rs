@@ -1,7 +1,8 @@
-//! The five scenarios and what they share: opening many connections, and receiving timestamped
+//! The scenarios and what they share: opening many connections, and receiving timestamped
 //! pushes on all of them.
 
 pub mod api;
+pub mod cluster;
 pub mod echo;
 pub mod fanout;
 pub mod idle;
