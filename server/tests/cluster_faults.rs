@@ -228,7 +228,8 @@ async fn the_first_requests_after_start_are_exact_and_a_frozen_node_catches_up()
     assert_eq!(recv(&mut on_c).await["data"], 0);
     assert_eq!(recv(&mut on_b).await["data"], 0);
 
-    // C freezes. Sends made meanwhile still count its socket and do not wait for it.
+    // C freezes for 10 s. Sends made meanwhile still count its socket and do not wait for it.
+    let frozen_at = Instant::now();
     c.signal("-STOP");
     let mut slowest = Duration::ZERO;
     for n in 1..=20 {
@@ -243,7 +244,10 @@ async fn the_first_requests_after_start_are_exact_and_a_frozen_node_catches_up()
         slowest = slowest.max(started.elapsed());
         assert_eq!((s, v["delivered"].as_i64()), (200, Some(2)), "{v}");
         assert_eq!(recv(&mut on_b).await["data"], n);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+    if let Some(left) = Duration::from_secs(10).checked_sub(frozen_at.elapsed()) {
+        tokio::time::sleep(left).await;
     }
     eprintln!("slowest send while a node was frozen: {slowest:?}");
     c.signal("-CONT");
