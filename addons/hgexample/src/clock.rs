@@ -1,4 +1,4 @@
-//! The periodic push of seed 003: the server time, every 3 s, to tag `hgexample:clock`.
+//! A periodic push: the server time, every 3 s, to tag `hgexample:clock`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

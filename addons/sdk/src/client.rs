@@ -82,7 +82,7 @@ pub struct ClientInfo {
     pub node: Arc<str>,
 }
 
-/// A per-connection key/value store for handlers and middleware (seed 002's session).
+/// A per-connection key/value store for handlers and middleware.
 #[derive(Default)]
 pub struct Session(Mutex<HashMap<String, Value>>);
 

@@ -261,7 +261,7 @@ where
     })
 }
 
-/// Middleware around handlers (seed 002's Use/Next/Abort): code before `next.run` runs
+/// Middleware around handlers (use / next / abort): code before `next.run` runs
 /// before the handler, code after it runs after; returning without calling `next` aborts
 /// with that result. `data` is the request's JSON text: `data.bind::<T>()` reads it,
 /// `Data::from_value(..)` replaces it.

@@ -336,7 +336,7 @@ fn request_from(frame: RawFrame<'_>) -> Result<Request, BadFrame> {
     Ok(Request { event, data, seqno })
 }
 
-/// Position of a push in a delivery stream (SPEC §7).
+/// Position of a push in a delivery stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StreamPosition {
     /// `user:<id>`, `tag:<name>` or `all`.

@@ -178,7 +178,7 @@ where
                         }
                     };
                     match msg {
-                        // An empty frame is a heartbeat (seed 002): no reply.
+                        // An empty frame is a heartbeat: no reply.
                         Message::Text(t) if t.is_empty() => record_in(state, 0),
                         Message::Binary(b) if b.is_empty() => record_in(state, 0),
                         Message::Text(t) => {

@@ -1,4 +1,4 @@
-//! Delivery streams (SPEC §7): every push to `user:<id>`, `tag:<name>` or `all` gets the next
+//! Delivery streams: every push to `user:<id>`, `tag:<name>` or `all` gets the next
 //! offset of its stream and is kept for `history.ttl`, at most `history.size` per stream and
 //! `history.max_bytes` in total, so a reconnecting client can `recover` what it missed.
 //!

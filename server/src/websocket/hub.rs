@@ -1,5 +1,5 @@
 //! The single-node hub: the sdk's send functions over the local registry, with delivery
-//! streams and history (SPEC §7). Membership changes that affect streams (connect, login,
+//! streams and history. Membership changes that affect streams (connect, login,
 //! join) go through here so each connection knows from which offset it received a stream live.
 
 use std::collections::BTreeMap;
