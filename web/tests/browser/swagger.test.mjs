@@ -55,7 +55,7 @@ test('from Swagger UI: log in, authorize, send a notice to my own open socket', 
   assert.ok(token, 'the login response carries a token');
 
   await swagger.locator('button.authorize').first().click();
-  const bearer = swagger.locator('.auth-container').filter({ hasText: 'BearerAuth' });
+  const bearer = swagger.locator('.auth-container').filter({ hasText: 'BearerJwt' });
   await bearer.locator('input').first().fill(token);
   await bearer.locator('button.authorize').click();
   await swagger.locator('.modal-ux button.btn-done, .modal-ux button.close-modal').first().click();
