@@ -6,6 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod process;
+#[allow(unused_imports)]
+pub use process::*;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard::Config;
