@@ -99,8 +99,10 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// How to start a server process: its data directory and `SWITCHBOARD_*` settings. The test
-/// process's own `SWITCHBOARD_*` variables (the suite's service URLs) are not passed on.
+/// How to start a server process that listens on a known port (so it can be restarted on the
+/// same address) and is ready when `/readyz` says so: its data directory and `SWITCHBOARD_*`
+/// settings. Built on [`super::binary::command`], so the test process's own configuration is not
+/// passed on.
 pub struct ServerCommand {
     data_dir: PathBuf,
     envs: Vec<(String, String)>,
@@ -156,22 +158,16 @@ impl ServerCommand {
             .data_dir
             .join(format!("server-{}-{}.log", self.port, unique_suffix()));
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SWITCHBOARD_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.current_dir(&self.data_dir)
-            .env(
-                "SWITCHBOARD_SERVER__ADDRESS",
-                format!("127.0.0.1:{}", self.port),
-            )
-            .env("SWITCHBOARD_SERVER__DATA_DIR", &self.data_dir)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
+        let mut cmd = super::binary::command(&self.data_dir);
+        cmd.env(
+            "SWITCHBOARD_SERVER__ADDRESS",
+            format!("127.0.0.1:{}", self.port),
+        )
+        .env("SWITCHBOARD_SERVER__DATA_DIR", &self.data_dir)
+        .envs(self.envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
         let child = cmd.spawn().expect("the server binary starts");
         ServerProcess {
             child,
