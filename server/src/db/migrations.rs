@@ -180,6 +180,38 @@ impl MigrationName for M0002AuditLog {
 #[async_trait::async_trait]
 impl MigrationTrait for M0002AuditLog {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // Each step checks first, so a rerun over a half-migrated database (MySQL has no
+        // `CREATE INDEX IF NOT EXISTS`) completes instead of failing.
+        if !m.has_table("audit_log").await? {
+            self.create_audit_log(m).await?;
+        }
+        if !m.has_column("api_keys", "last_used_at").await? {
+            m.alter_table(
+                Table::alter()
+                    .table(ApiKeys::Table)
+                    .add_column(ColumnDef::new(ApiKeys::LastUsedAt).big_integer().null())
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(ApiKeys::Table)
+                .drop_column(ApiKeys::LastUsedAt)
+                .to_owned(),
+        )
+        .await?;
+        m.drop_table(Table::drop().table(AuditLog::Table).to_owned())
+            .await
+    }
+}
+
+impl M0002AuditLog {
+    async fn create_audit_log(&self, m: &SchemaManager<'_>) -> Result<(), DbErr> {
         m.create_table(
             Table::create()
                 .table(AuditLog::Table)
@@ -218,24 +250,6 @@ impl MigrationTrait for M0002AuditLog {
             )
             .await?;
         }
-        m.alter_table(
-            Table::alter()
-                .table(ApiKeys::Table)
-                .add_column(ColumnDef::new(ApiKeys::LastUsedAt).big_integer().null())
-                .to_owned(),
-        )
-        .await
-    }
-
-    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(
-            Table::alter()
-                .table(ApiKeys::Table)
-                .drop_column(ApiKeys::LastUsedAt)
-                .to_owned(),
-        )
-        .await?;
-        m.drop_table(Table::drop().table(AuditLog::Table).to_owned())
-            .await
+        Ok(())
     }
 }
