@@ -15,6 +15,7 @@
 # Environment: SWITCHBOARD_BIN=path  use this server binary (else cargo build, debug for --quick)
 #              SWITCHBOARD_BIN_PROFILE=release  how that binary was built, for the report
 #              BENCH_TARGET_DIR=dir  cargo target dir for the load generator (default bench/target)
+#              BENCH_NOTE=text       a line added to the report (e.g. what else ran on the machine)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -136,6 +137,7 @@ e = os.environ
 doc = {
     "command": e["D_COMMAND"].strip(), "quick": e["D_QUICK"] == "1",
     "switchboard": f'{e["D_VERSION"]} ({e["D_PROFILE"]})', "git": e["D_GIT"],
+    "note": e.get("BENCH_NOTE", ""),
     "date": subprocess.run("date -u +%Y-%m-%dT%H:%MZ", shell=True, capture_output=True, text=True).stdout.strip(),
 }
 for scenario in ("fanout-all", "fanout-tag"):

@@ -413,6 +413,13 @@ def durable_section(doc):
     lines = ["## Durable history: on vs off", ""]
     if doc.get("quick"):
         lines += ["> **Quick run (smoke check)**: tiny sizes — not comparable with a full run.", ""]
+    busy = sorted({(sub or {}).get("background_busy_pct") or 0
+                   for sc in ("fanout-all", "fanout-tag") for sub in ((doc.get(sc) or {}).values())})
+    if busy and busy[-1] > CONTENDED_PCT:
+        lines += [f"> **Taken under contention**: other work used up to {busy[-1]}% of the machine just before these "
+                  "runs, so rates and CPU figures are noisy and the verdicts below are not reliable.", ""]
+    if doc.get("note"):
+        lines += [f"> {doc['note']}", ""]
     lines += [f"`{doc.get('command', '')}`, {doc.get('date', '')}; {doc.get('switchboard', '')} at `{doc.get('git', '')}`. "
               "Each scenario runs twice on fresh servers, `history.durable=false` then `true` (SQLite in the data dir, "
               "`history.flush_interval` 100 ms): every broadcast is a push to a stream (`all`, `tag:<name>`), so with "
