@@ -284,6 +284,33 @@ async fn a_kill_mid_traffic_loses_nothing_silently() {
     );
 }
 
+#[tokio::test]
+async fn after_a_kill_without_the_intent_file_every_stream_gets_a_new_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(dir.path(), &[]).await;
+    let (bid, btok) = p.user("idle").await;
+    let by = format!("user:{bid}");
+    p.push_user(bid, 1).await;
+    let (status, _) = p.server.stop();
+    assert!(status.success());
+    let p = Proc::start(dir.path(), &[]).await;
+    let (_, bhello) = p.live(&btok).await;
+    let before = position(&bhello, &by);
+    assert_eq!(before.0, 1, "kept across the clean stop");
+    p.server.kill();
+    // Without the file nothing says which streams the killed run wrote: all of them may have.
+    std::fs::remove_file(dir.path().join("data/streams.intent")).unwrap();
+    let p = Proc::start(dir.path(), &[]).await;
+    let (mut bws, bhello) = p.ws(&btok).await;
+    let after = position(&bhello, &by);
+    assert_eq!(after.0, 1, "offsets go on");
+    assert_ne!(after.1, before.1, "a new epoch");
+    let (frames, ok) = recover(&mut bws, &by, 0, &before.1).await;
+    assert!(!ok && frames.is_empty());
+    let (status, _) = p.server.stop();
+    assert!(status.success());
+}
+
 /// Rows of `table` (for `stream` when given).
 async fn rows(url: &str, table: &str, stream: Option<&str>) -> i64 {
     let db = switchboard::db::connect(url).await.expect("database");
