@@ -374,6 +374,83 @@ def cluster_doc(results_dir):
     return json.load(open(path)) if os.path.exists(path) else None
 
 
+# ---- durable history (bench/durable.sh) ---------------------------------------------------------
+
+DURABLE_RATE_LOSS = 0.10  # durable on: best delivery rate at most this much lower than off
+DURABLE_CPU_GAIN = 0.10  # durable on: server CPU per delivery at most this much higher than off
+
+
+def durable_checks(doc):
+    """(target, measured, met) rows for durable on vs off; met is None when nothing to judge."""
+    rows = []
+    for scenario in ("fanout-all", "fanout-tag"):
+        pair = (doc or {}).get(scenario) or {}
+        off, on = (dig(pair.get(m) or {}, "result") for m in ("off", "on"))
+        if not (off and on):
+            rows.append((f"{scenario}: both runs", "failed: " + str((pair.get("on") or {}).get("error") or (pair.get("off") or {}).get("error") or "no result")[:160], None))
+            continue
+        b_off, b_on = off.get("best") or {}, on.get("best") or {}
+        r_off, r_on = b_off.get("deliveries_per_s"), b_on.get("deliveries_per_s")
+        if r_off and r_on:
+            loss = 1 - r_on / r_off
+            rows.append((f"{scenario}: best rate with durable on ≥ {1 - DURABLE_RATE_LOSS:.0%} of off",
+                         f"{r_on:,.0f} vs {r_off:,.0f} deliveries/s ({-loss:+.1%})", loss <= DURABLE_RATE_LOSS))
+        # CPU per delivery falls as the rate rises: compare at the highest rate both completed.
+        steps = lambda r: {st["rate_per_s"]: st for st in r.get("steps", []) if st.get("ok")}
+        s_off, s_on = steps(off), steps(on)
+        both = sorted(set(s_off) & set(s_on))
+        if both:
+            rate = both[-1]
+            c_off, c_on = s_off[rate]["server_cpu_us_per_delivery"], s_on[rate]["server_cpu_us_per_delivery"]
+            if c_off:
+                gain = c_on / c_off - 1
+                rows.append((f"{scenario} at {rate:g} sends/s: CPU per delivery with durable on ≤ {1 + DURABLE_CPU_GAIN:.2f}× off",
+                             f"{c_on:.2f} vs {c_off:.2f} µs ({gain:+.1%})", gain <= DURABLE_CPU_GAIN))
+    return rows
+
+
+def durable_section(doc):
+    lines = ["## Durable history: on vs off", ""]
+    if doc.get("quick"):
+        lines += ["> **Quick run (smoke check)**: tiny sizes — not comparable with a full run.", ""]
+    busy = sorted({(sub or {}).get("background_busy_pct") or 0
+                   for sc in ("fanout-all", "fanout-tag") for sub in ((doc.get(sc) or {}).values())})
+    if busy and busy[-1] > CONTENDED_PCT:
+        lines += [f"> **Taken under contention**: other work used up to {busy[-1]}% of the machine just before these "
+                  "runs, so rates and CPU figures are noisy and the verdicts below are not reliable.", ""]
+    if doc.get("note"):
+        lines += [f"> {doc['note']}", ""]
+    lines += [f"`{doc.get('command', '')}`, {doc.get('date', '')}; {doc.get('switchboard', '')} at `{doc.get('git', '')}`. "
+              "Each scenario runs twice on fresh servers, `history.durable=false` then `true` (SQLite in the data dir, "
+              "`history.flush_interval` 100 ms): every broadcast is a push to a stream (`all`, `tag:<name>`), so with "
+              "durable on each one is also written to the database by the background writer.", ""]
+    t = Table(["target", "measured", "met"])
+    for name, value, ok in durable_checks(doc):
+        t.add([name, value, "—" if ok is None else ("yes" if ok else "**no**")])
+    lines += [t.md(), ""]
+    steps = Table(["scenario", "durable", "rate/s", "deliveries/s", "delivery p99 ms", "lost", "server CPU µs / delivery",
+                   "RSS MiB", "background CPU %"])
+    for scenario in ("fanout-all", "fanout-tag"):
+        for mode in ("off", "on"):
+            sub = (doc.get(scenario) or {}).get(mode) or {}
+            r = sub.get("result")
+            if not r:
+                continue
+            for st in r.get("steps", []):
+                steps.add([scenario, mode, f"{st['rate_per_s']:g}", num(st["deliveries_per_s"]),
+                           ms(dig(st, "delivery_latency", "p99_us")), num(st["lost"]),
+                           num(st["server_cpu_us_per_delivery"], 2),
+                           num((dig(st, "usage", "server_rss_bytes") or 0) / 1048576, 1),
+                           str(sub.get("background_busy_pct", ""))])
+    lines += [steps.md(), ""]
+    return lines
+
+
+def durable_doc(results_dir):
+    path = os.path.join(results_dir, "durable.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
 # ---- charts -------------------------------------------------------------------------------------
 
 def esc(s):
@@ -514,7 +591,7 @@ def charts(runs, out_dir):
 
 # ---- the report ---------------------------------------------------------------------------------
 
-def report(runs, meta, made, cluster=None):
+def report(runs, meta, made, cluster=None, durable=None):
     contended = sorted({f"{s} / {sc} ({d.get('background_busy_pct')}%)" for (s, sc), d in runs.items()
                         if (d.get("background_busy_pct") or 0) > CONTENDED_PCT})
     args = {}
@@ -579,6 +656,8 @@ def report(runs, meta, made, cluster=None):
         lines += ["## Issue 8's targets", "", "Ratios are Switchboard ÷ the peer, from this run.", "", targets.md(), ""]
     if cluster:
         lines += cluster_section(cluster)
+    if durable:
+        lines += durable_section(durable)
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "OPTIMISATIONS.md")
     if os.path.exists(notes):
         lines += [open(notes).read().strip(), ""]
@@ -622,7 +701,12 @@ def main():
     ap.add_argument("--meta")
     ap.add_argument("--out")
     ap.add_argument("--cluster-summary", metavar="CLUSTER_JSON", help="print the cluster targets' verdicts and exit")
+    ap.add_argument("--durable-summary", metavar="DURABLE_JSON", help="print the durable-history targets' verdicts and exit")
     a = ap.parse_args()
+    if a.durable_summary:
+        for name, value, ok in durable_checks(json.load(open(a.durable_summary))):
+            print(f"[durable] {'—' if ok is None else ('met' if ok else 'MISSED')}: {name}: {value}")
+        return
     if a.cluster_summary:
         for name, value, ok in cluster_checks(json.load(open(a.cluster_summary))):
             print(f"[cluster] {'—' if ok is None else ('met' if ok else 'MISSED')}: {name}: {value}")
@@ -632,7 +716,7 @@ def main():
     runs = load(a.results)
     meta = json.load(open(a.meta)) if os.path.exists(a.meta) else {}
     made = charts(runs, a.out)
-    open(os.path.join(a.out, "RESULTS.md"), "w").write(report(runs, meta, made, cluster_doc(a.results)) + "\n")
+    open(os.path.join(a.out, "RESULTS.md"), "w").write(report(runs, meta, made, cluster_doc(a.results), durable_doc(a.results)) + "\n")
 
 
 if __name__ == "__main__":

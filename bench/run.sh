@@ -9,6 +9,7 @@
 # Options: --systems "switchboard node-ws"  --scenarios "echo-small storm"  --out DIR
 #          The `cluster` scenario is Switchboard's alone: bench/cluster.sh (one node, then three
 #          nodes on a private Redis) runs once after the systems, with --quick in a quick run.
+#          So is `durable`: bench/durable.sh (fan-out with history.durable off, then on).
 # Environment: SWITCHBOARD_BIN=path  use this server binary instead of building one
 #              SWITCHBOARD_BIN_PROFILE=release  how that binary was built, for the report
 #              BENCH_TARGET_DIR=dir  cargo target dir for the bench workspace (default bench/target)
@@ -23,7 +24,7 @@ cd "$BENCH_DIR"
 
 QUICK=0
 SYSTEMS="switchboard bare-tungstenite node-ws socketio-node socketioxide"
-SCENARIOS="idle echo-small echo-4k fanout-all fanout-tag storm api cluster"
+SCENARIOS="idle echo-small echo-4k fanout-all fanout-tag storm api cluster durable"
 OUT=""
 COMMAND="bench/run.sh $*"
 while [ $# -gt 0 ]; do
@@ -188,9 +189,14 @@ PY
 
 # The scenarios every system runs; `cluster` is not one of them.
 CLUSTER=0
+DURABLE=0
 PER_SYSTEM=""
 for scenario in $SCENARIOS; do
-  if [ "$scenario" = cluster ]; then CLUSTER=1; else PER_SYSTEM="$PER_SYSTEM $scenario"; fi
+  case "$scenario" in
+    cluster) CLUSTER=1 ;;
+    durable) DURABLE=1 ;;
+    *) PER_SYSTEM="$PER_SYSTEM $scenario" ;;
+  esac
 done
 SCENARIOS=$PER_SYSTEM
 
@@ -225,6 +231,14 @@ if [ $CLUSTER = 1 ] && [[ " $SYSTEMS " == *" switchboard "* ]]; then
   if ! SWITCHBOARD_BIN="$SB_BIN" SWITCHBOARD_BIN_PROFILE="$SB_PROFILE" BENCH_TARGET_DIR="$TARGET_DIR" \
       "$BENCH_DIR/cluster.sh" "${CLUSTER_FLAGS[@]}"; then
     log "the cluster benchmark failed"
+  fi
+fi
+if [ $DURABLE = 1 ] && [[ " $SYSTEMS " == *" switchboard "* ]]; then
+  DURABLE_FLAGS=(--out "$OUT" --no-report)
+  [ $QUICK = 1 ] && DURABLE_FLAGS+=(--quick)
+  if ! SWITCHBOARD_BIN="$SB_BIN" SWITCHBOARD_BIN_PROFILE="$SB_PROFILE" BENCH_TARGET_DIR="$TARGET_DIR" \
+      "$BENCH_DIR/durable.sh" "${DURABLE_FLAGS[@]}"; then
+    log "the durable-history benchmark failed"
   fi
 fi
 ELAPSED=$(( $(date +%s) - STARTED ))

@@ -27,6 +27,7 @@ use crate::auth::{AuthMiddleware, AuthService, ExemptList};
 use crate::cluster::queue::QueueConsumer;
 use crate::cluster::{RedisBackend, RedisSettings};
 use crate::config::Config;
+use crate::history::DurableHistory;
 use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
 use crate::node::memory::MemoryBackend;
@@ -57,6 +58,7 @@ pub struct Application {
     tasks: TaskTracker,
     generated_admin_password: Option<String>,
     spec: String,
+    durable: Option<Arc<DurableHistory>>,
 }
 
 /// The node id: config, else `<hostname>-<pid>`.
@@ -154,11 +156,21 @@ impl Application {
             },
             metrics.clone(),
         ));
-        let history = Arc::new(MemoryHistory::new(
-            cfg.history.size,
-            cfg.history.ttl,
-            cfg.history.max_bytes,
-        ));
+        // Durable history is the single node's; a cluster keeps history in Redis streams.
+        let (history, durable) = if cfg.history.durable && cfg.cluster.redis_url.is_empty() {
+            let (durable, opened) =
+                DurableHistory::open(db.clone(), &cfg.history, &cfg.server.data_dir).await?;
+            tracing::info!(
+                streams = opened.streams,
+                new_epochs = opened.new_epochs,
+                "durable history loaded"
+            );
+            (durable.history().clone(), Some(durable))
+        } else {
+            let memory =
+                MemoryHistory::new(cfg.history.size, cfg.history.ttl, cfg.history.max_bytes);
+            (Arc::new(memory), None)
+        };
         let local = Arc::new(LocalHub::new(registry.clone(), history.clone()));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -170,6 +182,9 @@ impl Application {
             &tasks,
         );
         auth.attach_audit(audit.clone());
+        if let Some(d) = &durable {
+            d.start(shutdown.clone(), &tasks);
+        }
         // The one place that chooses the backend: memory for a single node, Redis for a
         // cluster. Everything above the node is the same code in both modes.
         let (broker, presence, redis): (Arc<dyn Broker>, Arc<dyn Presence>, _) =
@@ -396,6 +411,7 @@ impl Application {
             tasks,
             generated_admin_password,
             spec,
+            durable,
         })
     }
 
@@ -425,7 +441,8 @@ impl Application {
     }
 
     /// Serves until the shutdown token is cancelled: then every socket gets 1001, and we wait
-    /// for them at most `server.shutdown_timeout`.
+    /// for them at most `server.shutdown_timeout`; last, durable history is flushed and the
+    /// stop recorded as clean.
     pub async fn run(self) -> anyhow::Result<()> {
         let timeout = self.state.cfg.server.shutdown_timeout;
         let settings = crate::http::Settings::from_config(&self.state.cfg.server);
@@ -438,6 +455,11 @@ impl Application {
             .is_err()
         {
             tracing::warn!("some connections did not close within the shutdown timeout");
+        }
+        if let Some(d) = &self.durable {
+            if d.close().await {
+                tracing::info!("durable history flushed");
+            }
         }
         Ok(())
     }

@@ -250,6 +250,13 @@ pub struct HistoryConfig {
     /// Memory for all streams' history on this node; least recently used streams shed first.
     #[serde(with = "size_str")]
     pub max_bytes: usize,
+    /// Keep epochs, offsets and history in the database so they survive a restart (single
+    /// node; a cluster keeps them in Redis). `false`: memory only, new epochs at every start.
+    pub durable: bool,
+    /// How often durable history is written (one transaction each time); a crash may lose
+    /// about this much history, and the streams concerned then get new epochs.
+    #[serde(with = "duration_str")]
+    pub flush_interval: Duration,
 }
 
 impl Default for HistoryConfig {
@@ -258,6 +265,8 @@ impl Default for HistoryConfig {
             size: 100,
             ttl: Duration::from_secs(300),
             max_bytes: 64 * 1024 * 1024,
+            durable: true,
+            flush_interval: Duration::from_millis(100),
         }
     }
 }
@@ -428,6 +437,9 @@ impl Config {
         }
         if self.websocket.ping_interval.is_zero() {
             return err("websocket.ping_interval", "must be positive");
+        }
+        if self.history.flush_interval.is_zero() {
+            return err("history.flush_interval", "must be positive");
         }
         if self.websocket.idle_timeout <= self.websocket.ping_interval {
             return err(
@@ -634,6 +646,8 @@ mod tests {
         assert_eq!(c.websocket.max_message_size, 65536);
         assert_eq!(c.websocket.rate_limit.burst, 100);
         assert_eq!(c.history.size, 100);
+        assert!(c.history.durable);
+        assert_eq!(c.history.flush_interval, Duration::from_millis(100));
         assert!(c.auth.multi_login);
         assert!(c.auth.except_login.contains(&"/swagger*".to_string()));
         assert_eq!(c.server.body_timeout, Duration::from_secs(10));

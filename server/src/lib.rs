@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod history;
 pub mod http;
 pub mod logging;
 pub mod metrics;

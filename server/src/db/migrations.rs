@@ -7,7 +7,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Init), Box::new(M0002AuditLog)]
+        vec![
+            Box::new(M0001Init),
+            Box::new(M0002AuditLog),
+            Box::new(M0003StreamHistory),
+        ]
     }
 }
 
@@ -251,5 +255,153 @@ impl M0002AuditLog {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Durable delivery streams: each stream's epoch and last offset, its kept entries, and one
+/// row saying whether the last run stopped cleanly.
+#[derive(DeriveIden)]
+enum StreamPositions {
+    Table,
+    Stream,
+    Epoch,
+    LastOffset,
+}
+
+#[derive(DeriveIden)]
+enum StreamEntries {
+    Table,
+    Stream,
+    EntryOffset,
+    CreatedMs,
+    IsBinary,
+    Frame,
+}
+
+#[derive(DeriveIden)]
+enum StreamHistoryRuns {
+    Table,
+    Id,
+    Run,
+    Clean,
+    UpdatedAt,
+}
+
+struct M0003StreamHistory;
+
+impl MigrationName for M0003StreamHistory {
+    fn name(&self) -> &str {
+        "m0003_stream_history"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003StreamHistory {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(StreamPositions::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(StreamPositions::Stream)
+                        .string_len(160)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(StreamPositions::Epoch)
+                        .string_len(32)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(StreamPositions::LastOffset)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        // MySQL's BLOB stops at 64 KiB; a push may be as large as an API body.
+        let mut frame = ColumnDef::new(StreamEntries::Frame);
+        if m.get_database_backend() == sea_orm::DatabaseBackend::MySql {
+            frame.custom(Alias::new("LONGBLOB"));
+        } else {
+            frame.blob();
+        }
+        m.create_table(
+            Table::create()
+                .table(StreamEntries::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(StreamEntries::Stream)
+                        .string_len(160)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(StreamEntries::EntryOffset)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(StreamEntries::CreatedMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(StreamEntries::IsBinary).boolean().not_null())
+                .col(frame.not_null())
+                .primary_key(
+                    Index::create()
+                        .col(StreamEntries::Stream)
+                        .col(StreamEntries::EntryOffset),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_stream_entries_created_ms")
+                .table(StreamEntries::Table)
+                .col(StreamEntries::CreatedMs)
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(StreamHistoryRuns::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(StreamHistoryRuns::Id)
+                        .integer()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(StreamHistoryRuns::Run)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(StreamHistoryRuns::Clean)
+                        .boolean()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(StreamHistoryRuns::UpdatedAt)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(StreamHistoryRuns::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(StreamEntries::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(StreamPositions::Table).to_owned())
+            .await
     }
 }

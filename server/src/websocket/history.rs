@@ -5,10 +5,18 @@
 //! Ordering: a stream's offset is assigned and its frame handed to the local sockets while the
 //! stream's shard lock is held, and recovery replays under the same lock, so pushes racing
 //! with a recovery are neither lost, duplicated nor reordered.
+//!
+//! Durability: memory is always where recovery reads from. With durable history, every change
+//! also marks its stream dirty in its shard; a writer ([`crate::history`]) takes the dirty
+//! streams' new entries with [`MemoryHistory::take_changes`] every flush interval and stores
+//! them, so a push never waits for the database and nothing queues beyond the history's own
+//! bounds. Before a stream's first push of a run is handed to any socket, the [`WriteIntent`]
+//! hears of it, so after a crash the streams that may have lost pushes are known.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -40,6 +48,12 @@ struct StreamState {
     entries: VecDeque<Entry>,
     bytes: usize,
     last_used: Instant,
+    /// Changed since the writer last took it (and listed in the shard's `dirty`).
+    dirty: bool,
+    /// The write intent heard of this stream during this run.
+    declared: bool,
+    /// Highest offset the writer has stored, in this epoch.
+    persisted: u64,
 }
 
 impl StreamState {
@@ -50,6 +64,9 @@ impl StreamState {
             entries: VecDeque::new(),
             bytes: 0,
             last_used: Instant::now(),
+            dirty: false,
+            declared: false,
+            persisted: 0,
         }
     }
 
@@ -83,6 +100,64 @@ fn frame_len(f: &Outbound) -> usize {
 #[derive(Default)]
 pub struct Shard {
     streams: HashMap<Arc<str>, StreamState>,
+    /// Streams changed (or forgotten) since the writer last looked; only kept when durable.
+    dirty: Vec<Arc<str>>,
+}
+
+impl Shard {
+    fn mark(&mut self, tracking: bool, name: &Arc<str>) {
+        if !tracking {
+            return;
+        }
+        if let Some(st) = self.streams.get_mut(name) {
+            if st.dirty {
+                return;
+            }
+            st.dirty = true;
+        }
+        self.dirty.push(name.clone());
+    }
+}
+
+/// Told of a stream before the first push of this run to it reaches any socket, so that after
+/// a crash the streams whose stored history may be behind are known. It must not block for
+/// long: it runs on the delivery path, under the stream's lock.
+pub trait WriteIntent: Send + Sync + 'static {
+    /// `stream` is about to be written for the first time in this run.
+    fn declare(&self, stream: &str);
+}
+
+/// A stream's state as the writer stores it.
+pub struct Snapshot {
+    /// Its epoch.
+    pub epoch: Arc<str>,
+    /// Its last offset.
+    pub offset: u64,
+    /// The first offset still in history (`offset + 1` when none is): stored entries below it
+    /// are gone.
+    pub first_kept: u64,
+    /// The writer's last stored offset for this epoch: stored entries above it are stale.
+    pub persisted: u64,
+    /// Entries after `persisted`, oldest first: (offset, age, frame).
+    pub entries: Vec<(u64, Duration, Outbound)>,
+}
+
+/// What changed in one stream since the writer last looked.
+pub struct Change {
+    /// The stream.
+    pub stream: Arc<str>,
+    /// Its state, or `None` when the stream was forgotten.
+    pub state: Option<Snapshot>,
+}
+
+/// A stream as loaded from storage at start.
+pub struct Restored {
+    /// Its epoch.
+    pub epoch: String,
+    /// Its last offset.
+    pub offset: u64,
+    /// Its entries, oldest first, consecutive and ending at `offset`: (offset, age, frame).
+    pub entries: Vec<(u64, Duration, Outbound)>,
 }
 
 /// A locked shard; offsets are assigned and frames delivered while it is held.
@@ -98,10 +173,15 @@ pub struct MemoryHistory {
     ttl: Duration,
     max_bytes: usize,
     bytes: Mutex<usize>,
+    intent: Option<Arc<dyn WriteIntent>>,
+    /// Set by [`MemoryHistory::seal`] before the last flush.
+    sealed: AtomicBool,
+    /// A stream changed after the seal: the last flush may not hold everything.
+    late: AtomicBool,
 }
 
 impl MemoryHistory {
-    /// `size` entries per stream for `ttl`, `max_bytes` in total.
+    /// `size` entries per stream for `ttl`, `max_bytes` in total, in memory only.
     pub fn new(size: usize, ttl: Duration, max_bytes: usize) -> Self {
         MemoryHistory {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
@@ -109,7 +189,139 @@ impl MemoryHistory {
             ttl,
             max_bytes,
             bytes: Mutex::new(0),
+            intent: None,
+            sealed: AtomicBool::new(false),
+            late: AtomicBool::new(false),
         }
+    }
+
+    /// Like [`MemoryHistory::new`], tracking changes for a writer that stores them; `intent`
+    /// hears of each stream before its first push of this run is delivered.
+    pub fn durable(
+        size: usize,
+        ttl: Duration,
+        max_bytes: usize,
+        intent: Arc<dyn WriteIntent>,
+    ) -> Self {
+        MemoryHistory {
+            intent: Some(intent),
+            ..Self::new(size, ttl, max_bytes)
+        }
+    }
+
+    fn tracking(&self) -> bool {
+        self.intent.is_some()
+    }
+
+    /// The configured entries per stream.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The configured time entries are kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Puts a stored stream back at start (before any socket is served). Entries older than
+    /// the ttl or beyond the size are left out; the stream is not dirty, since storage holds it.
+    pub fn restore(&self, stream: &str, restored: Restored) {
+        let now = Instant::now();
+        let mut st = StreamState::new();
+        st.epoch = Arc::from(restored.epoch);
+        st.offset = restored.offset;
+        st.persisted = restored.offset;
+        let skip = restored.entries.len().saturating_sub(self.size);
+        for (offset, age, frame) in restored.entries.into_iter().skip(skip) {
+            if age > self.ttl {
+                continue;
+            }
+            let at = now.checked_sub(age).unwrap_or(now);
+            st.bytes += frame_len(&frame);
+            st.entries.push_back(Entry { offset, at, frame });
+        }
+        let added = st.bytes;
+        self.shards[Self::shard_of(stream)]
+            .lock()
+            .streams
+            .insert(Arc::from(stream), st);
+        if self.account(added, 0) {
+            self.shed();
+        }
+    }
+
+    /// Takes every stream changed since the last call, with what the writer has not stored.
+    pub fn take_changes(&self) -> Vec<Change> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut s = shard.lock();
+            if s.dirty.is_empty() {
+                continue;
+            }
+            let names = std::mem::take(&mut s.dirty);
+            let mut seen = HashSet::with_capacity(names.len());
+            for name in names {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let state = s.streams.get_mut(&name).map(|st| {
+                    st.dirty = false;
+                    let first_kept = st.entries.front().map_or(st.offset + 1, |e| e.offset);
+                    Snapshot {
+                        epoch: st.epoch.clone(),
+                        offset: st.offset,
+                        first_kept,
+                        persisted: st.persisted,
+                        entries: st
+                            .entries
+                            .iter()
+                            .filter(|e| e.offset > st.persisted)
+                            .map(|e| (e.offset, now.duration_since(e.at), e.frame.clone()))
+                            .collect(),
+                    }
+                });
+                out.push(Change {
+                    stream: name,
+                    state,
+                });
+            }
+        }
+        out
+    }
+
+    /// The writer stored `stream` up to `offset` in `epoch`.
+    pub fn stored(&self, stream: &str, epoch: &str, offset: u64) {
+        let mut s = self.shards[Self::shard_of(stream)].lock();
+        if let Some(st) = s.streams.get_mut(stream) {
+            if &*st.epoch == epoch && st.persisted < offset {
+                st.persisted = offset;
+            }
+        }
+    }
+
+    /// The writer could not store these streams: they are taken again by the next call.
+    pub fn retry(&self, streams: &[Arc<str>]) {
+        let tracking = self.tracking();
+        for name in streams {
+            self.shards[Self::shard_of(name)]
+                .lock()
+                .mark(tracking, name);
+        }
+    }
+
+    /// From now on a change means the last flush is incomplete ([`MemoryHistory::late`]).
+    /// Every shard is locked once, so every change made before this returns is already listed.
+    pub fn seal(&self) {
+        for shard in &self.shards {
+            let _s = shard.lock();
+            self.sealed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a stream changed after [`MemoryHistory::seal`].
+    pub fn late(&self) -> bool {
+        self.late.load(Ordering::SeqCst)
     }
 
     /// The shard index of a stream (lock shards in ascending index order).
@@ -180,6 +392,7 @@ impl MemoryHistory {
                 let freed = st.bytes;
                 st.entries.clear();
                 st.bytes = 0;
+                s.mark(self.tracking(), &name);
                 drop(s);
                 self.account(0, freed);
             }
@@ -190,6 +403,7 @@ impl MemoryHistory {
 impl ShardGuard<'_> {
     fn state(&mut self, stream: &str) -> &mut StreamState {
         if !self.guard.streams.contains_key(stream) {
+            let tracking = self.history.tracking();
             if self.guard.streams.len() * SHARDS >= MAX_STREAMS {
                 // Forget the stalest idle stream of this shard; its clients will reload.
                 if let Some(victim) = self
@@ -201,11 +415,15 @@ impl ShardGuard<'_> {
                     .map(|(k, _)| k.clone())
                 {
                     self.guard.streams.remove(&victim);
+                    if tracking {
+                        self.guard.dirty.push(victim);
+                    }
                 }
             }
-            self.guard
-                .streams
-                .insert(Arc::from(stream), StreamState::new());
+            let name: Arc<str> = Arc::from(stream);
+            self.guard.streams.insert(name.clone(), StreamState::new());
+            // A new epoch is stored too, so a stream that then gets nothing keeps it.
+            self.guard.mark(tracking, &name);
         }
         // Present: inserted just above when missing.
         self.guard
@@ -229,6 +447,30 @@ impl ShardGuard<'_> {
         let size = self.history.size;
         let ttl = self.history.ttl;
         let now = Instant::now();
+        let history = self.history;
+        if history.tracking() {
+            if history.sealed.load(Ordering::SeqCst) {
+                history.late.store(true, Ordering::SeqCst);
+            }
+            let st = self.state(stream);
+            if !st.declared {
+                st.declared = true;
+                if let Some(intent) = &history.intent {
+                    intent.declare(stream);
+                }
+            }
+            if !st.dirty {
+                st.dirty = true;
+                let name = self
+                    .guard
+                    .streams
+                    .get_key_value(stream)
+                    .map(|(k, _)| k.clone());
+                if let Some(name) = name {
+                    self.guard.dirty.push(name);
+                }
+            }
+        }
         let st = self.state(stream);
         st.offset += 1;
         st.last_used = now;
@@ -354,6 +596,82 @@ mod tests {
         drop(g);
         h.sweep();
         assert_eq!(h.bytes(), 0);
+    }
+
+    struct Heard(Mutex<Vec<String>>);
+
+    impl WriteIntent for Heard {
+        fn declare(&self, stream: &str) {
+            self.0.lock().push(stream.to_string());
+        }
+    }
+
+    #[test]
+    fn a_durable_history_hands_the_writer_what_it_has_not_stored() {
+        let heard = Arc::new(Heard(Mutex::new(Vec::new())));
+        let h = MemoryHistory::durable(3, Duration::from_secs(60), 1 << 20, heard.clone());
+        for _ in 0..5 {
+            h.lock("user:1").append("user:1", frame);
+        }
+        assert_eq!(
+            *heard.0.lock(),
+            ["user:1"],
+            "declared once, before the first push"
+        );
+        let changes = h.take_changes();
+        assert_eq!(changes.len(), 1);
+        let s = changes[0].state.as_ref().unwrap();
+        let offsets: Vec<u64> = s.entries.iter().map(|e| e.0).collect();
+        assert_eq!((s.offset, s.first_kept, s.persisted), (5, 3, 0));
+        assert_eq!(offsets, [3, 4, 5]);
+        assert!(h.take_changes().is_empty(), "nothing changed since");
+        h.stored("user:1", &s.epoch, 5);
+        h.lock("user:1").append("user:1", frame);
+        let changes = h.take_changes();
+        let s = changes[0].state.as_ref().unwrap();
+        assert_eq!((s.first_kept, s.persisted, s.entries.len()), (4, 5, 1));
+        h.retry(&[changes[0].stream.clone()]);
+        assert_eq!(h.take_changes().len(), 1, "a failed write is taken again");
+        assert!(!h.late());
+        h.seal();
+        h.lock("user:1").append("user:1", frame);
+        assert!(h.late(), "a push after the seal is noticed");
+    }
+
+    #[test]
+    fn restored_streams_keep_epoch_offset_and_only_live_entries() {
+        let h = MemoryHistory::new(2, Duration::from_secs(60), 1 << 20);
+        let old = Duration::from_secs(120);
+        let fresh = Duration::from_secs(1);
+        h.restore(
+            "tag:a",
+            Restored {
+                epoch: "e1".into(),
+                offset: 4,
+                entries: vec![
+                    (1, old, frame(&pos(1))),
+                    (2, fresh, frame(&pos(2))),
+                    (3, fresh, frame(&pos(3))),
+                    (4, fresh, frame(&pos(4))),
+                ],
+            },
+        );
+        let mut g = h.lock("tag:a");
+        assert_eq!(g.position("tag:a"), (4, Arc::from("e1")));
+        assert_eq!(texts(g.range("tag:a", "e1", 2, 4)), ["3", "4"]);
+        assert_eq!(
+            texts(g.range("tag:a", "e1", 1, 4)),
+            ["lost"],
+            "beyond the size"
+        );
+    }
+
+    fn pos(offset: u64) -> StreamPosition {
+        StreamPosition {
+            stream: "tag:a".into(),
+            offset,
+            epoch: "e1".into(),
+        }
     }
 
     #[test]

@@ -199,6 +199,14 @@ impl Server {
     }
 }
 
+impl Server {
+    /// SIGKILL, as a crash would, and waits for the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {

@@ -306,3 +306,27 @@ impl Deployment {
         self.nodes.len()
     }
 }
+
+/// A fresh, empty database `name` on the server of `url` (PostgreSQL or MySQL), so a test
+/// owns its tables even when other suites use the same server; returns its URL.
+pub async fn scratch_database(url: &str, name: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    let db = switchboard::db::connect(url)
+        .await
+        .expect("database reachable");
+    let drop = if url.starts_with("postgres") {
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    } else {
+        format!("DROP DATABASE IF EXISTS {name}")
+    };
+    db.execute_unprepared(&drop).await.expect("drop database");
+    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    format!("{server}/{name}{query}")
+}
