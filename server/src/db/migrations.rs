@@ -357,15 +357,22 @@ impl MigrationTrait for M0003StreamHistory {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
-            Index::create()
-                .name("idx_stream_entries_created_ms")
-                .table(StreamEntries::Table)
-                .col(StreamEntries::CreatedMs)
-                .if_not_exists()
-                .to_owned(),
-        )
-        .await?;
+        // Checked first: MySQL has no `CREATE INDEX IF NOT EXISTS`, and a database may hold
+        // the tables from a run that stopped half-way through this migration.
+        if !m
+            .has_index("stream_entries", "idx_stream_entries_created_ms")
+            .await?
+        {
+            m.create_index(
+                Index::create()
+                    .name("idx_stream_entries_created_ms")
+                    .table(StreamEntries::Table)
+                    .col(StreamEntries::CreatedMs)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        }
         m.create_table(
             Table::create()
                 .table(StreamHistoryRuns::Table)
