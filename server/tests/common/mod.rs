@@ -299,3 +299,7 @@ impl Deployment {
         self.nodes.len()
     }
 }
+
+mod raw_http;
+#[allow(unused_imports)]
+pub use raw_http::*;
