@@ -197,13 +197,16 @@ impl Application {
                 tracing::info!(node = %node, "cluster mode on Redis");
                 (backend.clone(), backend.clone(), Some(backend))
             };
-        let node_facade = Arc::new(Node::new(
-            registry.clone(),
-            broker,
-            presence,
-            auth.clone(),
-            metrics.clone(),
-        ));
+        let node_facade = Arc::new(
+            Node::new(
+                registry.clone(),
+                broker,
+                presence,
+                auth.clone(),
+                metrics.clone(),
+            )
+            .with_send_queue_bytes(cfg.websocket.send_queue_bytes),
+        );
         if let Some(backend) = &redis {
             let consumer = QueueConsumer {
                 client: backend.client().clone(),

@@ -118,6 +118,8 @@ pub struct Metrics {
     pub queue_drops: Counter,
     /// Inbound frames refused by the rate limit.
     pub rate_limited: Counter,
+    /// Sends refused because the push was larger than a send queue can take.
+    pub oversized_pushes: Counter,
     /// Connections accepted since start.
     pub connects: Counter,
     /// Closes by code, for the codes that keep a label (see [`is_known_close_code`]).
@@ -221,6 +223,12 @@ impl Metrics {
             "switchboard_rate_limited_total",
             "Inbound frames refused by the rate limit.",
             self.rate_limited.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_oversized_pushes_total",
+            "Sends refused because the push was larger than a send queue can take.",
+            self.oversized_pushes.get(),
         );
         counter(
             &mut out,
