@@ -210,70 +210,6 @@ async fn queue_entries_are_delivered_once_and_bad_ones_dead_lettered() {
     drop(b);
 }
 
-#[tokio::test]
-async fn a_killed_node_leaves_the_online_list() {
-    let Some(redis) = redis_url() else { return };
-    let p = prefix();
-    let a = spawn_with(|c| {
-        c.cluster.redis_url = redis.clone();
-        c.cluster.prefix = p.clone();
-        c.cluster.node_id = "survivor".into();
-    })
-    .await;
-    // Node B is a real process, killed with SIGKILL.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("SWITCHBOARD_SERVER__ADDRESS", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD_SERVER__DATA_DIR", a.dir.path())
-        .env("SWITCHBOARD_CLUSTER__REDIS_URL", &redis)
-        .env("SWITCHBOARD_CLUSTER__PREFIX", &p)
-        .env("SWITCHBOARD_CLUSTER__NODE_ID", "doomed")
-        .env("SWITCHBOARD_LOG__LEVEL", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    eventually_async(Duration::from_secs(30), || async {
-        reqwest::get(format!("{base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    let mut ws = ws_connect(
-        &format!("ws://127.0.0.1:{port}/socket"),
-        Some(&a.admin_token),
-    )
-    .await
-    .unwrap();
-    assert_eq!(recv(&mut ws).await["data"]["node"], "doomed");
-    let listed = |page: &Value| {
-        page["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["node"] == "doomed")
-    };
-    eventually_async(Duration::from_secs(10), || async {
-        listed(&a.get("/api/websocket/online", &a.admin_token).await.1)
-    })
-    .await;
-    child.kill().unwrap();
-    let _ = child.wait();
-    let start = std::time::Instant::now();
-    eventually_async(Duration::from_secs(60), || async {
-        !listed(&a.get("/api/websocket/online", &a.admin_token).await.1)
-    })
-    .await;
-    assert!(
-        start.elapsed() < Duration::from_secs(30),
-        "a dead node's connections leave within 30 s"
-    );
-}
-
 async fn eventually_async<F, Fut>(d: Duration, mut cond: F)
 where
     F: FnMut() -> Fut,
@@ -291,29 +227,9 @@ where
 #[tokio::test]
 async fn redis_outage_keeps_local_traffic_and_the_node_heals() {
     let Some(_) = redis_url() else { return };
-    // A private Redis this test may stop and start.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let start_redis = || {
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs")
-    };
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut redis_proc = start_redis();
+    // A private Redis this test may stop and start; it comes back empty.
+    let mut redis_proc = PrivateRedis::start(false);
+    let url = redis_proc.url();
     let probe = redis::Client::open(url.as_str()).unwrap();
     eventually_async(Duration::from_secs(10), || async {
         probe.get_multiplexed_async_connection().await.is_ok()
@@ -342,8 +258,7 @@ async fn redis_outage_keeps_local_traffic_and_the_node_heals() {
     assert_eq!(send(1).await, Some(1));
     assert_eq!(recv(&mut ws).await["data"], 1);
 
-    redis_proc.kill().unwrap();
-    let _ = redis_proc.wait();
+    redis_proc.stop();
     eventually_async(Duration::from_secs(15), || async {
         app.get("/readyz", "").await.0 == 503
     })
@@ -377,7 +292,7 @@ async fn redis_outage_keeps_local_traffic_and_the_node_heals() {
 
     // Redis comes back empty: this node's presence is gone, so its sockets are told to
     // reconnect (1012), and a reconnected socket is counted and served again.
-    let mut redis_proc = start_redis();
+    redis_proc.start_again();
     eventually_async(Duration::from_secs(30), || async {
         app.get("/readyz", "").await.0 == 200
     })
@@ -388,8 +303,6 @@ async fn redis_outage_keeps_local_traffic_and_the_node_heals() {
     let v = recv(&mut ws).await;
     assert_eq!(v["data"], 3);
     assert!(v["stream"].is_string());
-    redis_proc.kill().unwrap();
-    let _ = redis_proc.wait();
 }
 
 #[tokio::test]

@@ -6,144 +6,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private Redis with an append-only file, so a restart keeps its data.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Self::spawn(port, dir.path());
-        let r = PrivateRedis { port, dir, child };
-        r.wait_up();
-        r
-    }
-
-    fn spawn(port: u16, dir: &Path) -> Child {
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs")
-    }
-
-    fn wait_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        self.child = Self::spawn(self.port, self.dir.path());
-        self.wait_up();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// One node as its own process.
-struct ProcessNode {
-    child: Child,
-    base: String,
-    ws_url: String,
-}
-
-impl ProcessNode {
-    async fn start(name: &str, data_dir: &Path, redis: &str, prefix: &str) -> ProcessNode {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .env("SWITCHBOARD_SERVER__ADDRESS", format!("127.0.0.1:{port}"))
-            .env("SWITCHBOARD_SERVER__DATA_DIR", data_dir)
-            .env("SWITCHBOARD_AUTH__ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("SWITCHBOARD_CLUSTER__REDIS_URL", redis)
-            .env("SWITCHBOARD_CLUSTER__PREFIX", prefix)
-            .env("SWITCHBOARD_CLUSTER__NODE_ID", name)
-            .env("SWITCHBOARD_WEBSOCKET__MAX_CONNECTIONS_PER_USER", "0")
-            .env("SWITCHBOARD_LOG__LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = ProcessNode {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            ws_url: format!("ws://127.0.0.1:{port}/socket"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = reqwest::get(format!("{}/readyz", node.base))
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node {name} never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        node
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-}
-
-impl Drop for ProcessNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Api {
     http: reqwest::Client,
@@ -189,22 +55,29 @@ impl Api {
     }
 }
 
-async fn three_process_nodes(redis: &str) -> (tempfile::TempDir, Vec<ProcessNode>) {
+/// Three nodes `a`, `b`, `c` on `redis`, sharing one database; and their key prefix.
+async fn three_process_nodes(redis: &str) -> (tempfile::TempDir, String, Vec<ServerProcess>) {
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix();
     let mut nodes = Vec::new();
     // The first node creates the database; the others join it.
     for name in ["a", "b", "c"] {
-        nodes.push(ProcessNode::start(name, dir.path(), redis, &prefix).await);
+        nodes.push(node_command(dir.path(), redis, &prefix, name).start().await);
     }
-    (dir, nodes)
+    (dir, prefix, nodes)
+}
+
+fn node_command(dir: &std::path::Path, redis: &str, prefix: &str, name: &str) -> ServerCommand {
+    ServerCommand::new(dir)
+        .cluster(redis, prefix, name)
+        .env("SWITCHBOARD_WEBSOCKET__MAX_CONNECTIONS_PER_USER", "0")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_requests_after_start_are_exact_and_a_frozen_node_catches_up() {
     let Some(_) = test_redis_url() else { return };
-    let redis = PrivateRedis::start();
-    let (_dir, nodes) = three_process_nodes(&redis.url()).await;
+    let redis = PrivateRedis::start(true);
+    let (_dir, _, nodes) = three_process_nodes(&redis.url()).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let api = Api::new(&a.base).await;
     let (uid, tok) = api.user(&a.base, "mallory").await;
@@ -285,10 +158,87 @@ async fn the_first_requests_after_start_are_exact_and_a_frozen_node_catches_up()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_leaves_the_cluster_and_may_come_back() {
+    let Some(_) = test_redis_url() else { return };
+    let redis = PrivateRedis::start(false);
+    let (dir, prefix, mut nodes) = three_process_nodes(&redis.url()).await;
+    let api = Api::new(&nodes[0].base).await;
+    let (uid, tok) = api.user(&nodes[0].base, "trent").await;
+    let mut on_b = ws_connect(&nodes[1].ws_url, Some(&tok)).await.unwrap();
+    assert_eq!(recv(&mut on_b).await["event"], "connected");
+    let mut on_c = ws_connect(&nodes[2].ws_url, Some(&tok)).await.unwrap();
+    assert_eq!(recv(&mut on_c).await["event"], "connected");
+    let online = |api: &Api, base: String| {
+        let (http, token) = (api.http.clone(), api.token.clone());
+        async move {
+            let r = http
+                .get(format!("{base}/api/websocket/online?userId={uid}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["total"].as_i64()
+        }
+    };
+    assert_eq!(online(&api, nodes[0].base.clone()).await, Some(2));
+
+    // C dies without a word. Until its heartbeat expires it may still be counted; the other
+    // nodes keep sending, and B's device gets every push in order.
+    nodes[2].kill();
+    drop(on_c);
+    let killed_at = Instant::now();
+    let mut n = 0;
+    let gone_after = loop {
+        n += 1;
+        let (s, v) = api
+            .post(
+                &nodes[0].base,
+                "/api/websocket/send/toUser",
+                json!({"userId": uid, "event": "n", "data": n}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let f = recv(&mut on_b).await;
+        assert_eq!(
+            (f["data"].as_i64(), f["offset"].as_i64()),
+            (Some(n), Some(n))
+        );
+        let delivered = v["delivered"].as_i64().unwrap();
+        assert!(delivered == 1 || delivered == 2, "{v}");
+        if delivered == 1 && online(&api, nodes[1].base.clone()).await == Some(1) {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "the dead node's connection is still present after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("a killed node's connections left presence after {gone_after:?}");
+
+    // C comes back under the same name and serves again.
+    let c = node_command(dir.path(), &redis.url(), &prefix, "c")
+        .start()
+        .await;
+    let mut back = ws_connect(&c.ws_url, Some(&tok)).await.unwrap();
+    assert_eq!(recv(&mut back).await["event"], "connected");
+    let (s, v) = api
+        .post(
+            &nodes[0].base,
+            "/api/websocket/send/toUser",
+            json!({"userId": uid, "event": "n", "data": "again"}),
+        )
+        .await;
+    assert_eq!((s, v["delivered"].as_i64()), (200, Some(2)), "{v}");
+    assert_eq!(recv(&mut back).await["data"], "again");
+    assert_eq!(recv(&mut on_b).await["data"], "again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_traffic_loses_nothing_within_history() {
     let Some(_) = test_redis_url() else { return };
-    let mut redis = PrivateRedis::start();
-    let (_dir, nodes) = three_process_nodes(&redis.url()).await;
+    let mut redis = PrivateRedis::start(true);
+    let (_dir, _, nodes) = three_process_nodes(&redis.url()).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let api = Api::new(&a.base).await;
     let (uid, tok) = api.user(&a.base, "niaj").await;

@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use base64::Engine;
 use common::*;
@@ -582,40 +582,6 @@ async fn path_traversal_on_a_live_panel_folder_never_leaves_it() {
 // Secrets never in logs: the real binary, debug logging, every token transport.
 // ---------------------------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Subprocess {
-    child: tokio::process::Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Subprocess {
-    /// Stops with SIGTERM (a graceful shutdown), SIGKILL after 10 s.
-    async fn stop(mut self) -> String {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-        let mut log = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-        log.push_str(&std::fs::read_to_string(&self.stderr).unwrap_or_default());
-        log
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_passwords_never_reach_the_log_even_at_debug_level() {
     const ENV_ADMIN_PASSWORD: &str = "Adm1n-From-Env-q8Zr-7731";
@@ -624,46 +590,13 @@ async fn tokens_and_passwords_never_reach_the_log_even_at_debug_level() {
     const CHANGED_PASSWORD: &str = "Us3r-Changed-p2Lw-3318";
 
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let stdout = dir.path().join("stdout.log");
-    let stderr = dir.path().join("stderr.log");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SWITCHBOARD_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.current_dir(dir.path())
-        .env("SWITCHBOARD_SERVER__ADDRESS", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD_SERVER__DATA_DIR", &data)
+    let mut server = ServerCommand::new(dir.path())
         .env("SWITCHBOARD_AUTH__ADMIN_PASSWORD", ENV_ADMIN_PASSWORD)
         .env("RUST_LOG", "debug")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .kill_on_drop(true);
-    let server = Subprocess {
-        child: cmd.spawn().expect("the server binary starts"),
-        stdout,
-        stderr,
-    };
-
+        .start()
+        .await;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     let token = login(&http, &base, "admin", ENV_ADMIN_PASSWORD).await;
     // HTTP: header and query.
@@ -688,7 +621,7 @@ async fn tokens_and_passwords_never_reach_the_log_even_at_debug_level() {
         assert_eq!(r.status(), 200, "{path}?authorization=");
     }
     // WebSocket: header, query, subprotocol.
-    let ws_url = format!("ws://127.0.0.1:{port}/socket");
+    let ws_url = server.ws_url.clone();
     let mut sockets = Vec::new();
     sockets.push(ws_connect(&ws_url, Some(&token)).await.unwrap());
     sockets.push(
@@ -781,9 +714,10 @@ async fn tokens_and_passwords_never_reach_the_log_even_at_debug_level() {
         let _ = ws.close(None).await;
     }
 
-    let jwt_secret = std::fs::read_to_string(data.join("jwt_secret"))
+    let jwt_secret = std::fs::read_to_string(dir.path().join("jwt_secret"))
         .expect("the generated JWT secret is kept in the data dir");
-    let log = server.stop().await;
+    server.terminate(Duration::from_secs(10)).await;
+    let log = server.log();
     assert!(
         log.contains("/api/auth/me") && log.contains("/socket"),
         "debug logging was on (request paths are logged): {} bytes of log",

@@ -3,18 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_and_tokens_never_reach_a_trace_level_log() {
@@ -22,40 +14,17 @@ async fn passwords_and_tokens_never_reach_a_trace_level_log() {
     const WRONG_PW: &str = "Tr4ce-Wrong-Pw-v8Ls-4471";
 
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let log_path = dir.path().join("server.log");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SWITCHBOARD_") {
-            cmd.env_remove(k);
-        }
-    }
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    cmd.current_dir(dir.path())
-        .env("SWITCHBOARD_SERVER__ADDRESS", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD_SERVER__DATA_DIR", dir.path().join("data"))
+    let mut server = ServerCommand::new(dir.path())
         .env("SWITCHBOARD_AUTH__ADMIN_PASSWORD", ADMIN_PW)
         .env(
             "SWITCHBOARD_AUTH__EXCEPT_LOGIN",
-            r#"["/api/auth/login", "/healthz", "/socket"]"#,
+            r#"["/api/auth/login", "/healthz", "/readyz", "/socket"]"#,
         )
         .env("RUST_LOG", "trace")
-        .stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("the server binary starts");
-
+        .start()
+        .await;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while !matches!(http.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // HTTP: a failed and a good login, then the token in a header and a query.
     let r = http
@@ -76,7 +45,7 @@ async fn passwords_and_tokens_never_reach_a_trace_level_log() {
 
     // The socket: `login` with a password (wrong, then right) and `login {token}`, each in
     // the frame tungstenite traces.
-    let ws_url = format!("ws://127.0.0.1:{port}/socket");
+    let ws_url = server.ws_url.clone();
     let mut ws = ws_connect(&ws_url, None).await.unwrap();
     assert_eq!(recv(&mut ws).await["event"], "connected");
     let v = request(
@@ -104,18 +73,8 @@ async fn passwords_and_tokens_never_reach_a_trace_level_log() {
     let _ = ws2.close(None).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-    }
-    if tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    server.terminate(Duration::from_secs(10)).await;
+    let log = server.log();
     assert!(
         log.contains("TRACE") && log.contains("connection accepted"),
         "trace logging was on: {} bytes of log",

@@ -287,6 +287,16 @@ impl Client {
         self.close(close::KICKED, reason, true)
     }
 
+    /// Closes with `code` after what is queued has been written. A kick (4001) is announced
+    /// with `kick {reason}` first, so the client knows not to reconnect at once.
+    pub fn disconnect(&self, code: u16, reason: &str) -> bool {
+        if code == close::KICKED {
+            self.kick(reason)
+        } else {
+            self.close(code, reason, true)
+        }
+    }
+
     /// Asks the socket task to close with `code`. `flush` writes queued frames first.
     pub fn close(&self, code: u16, reason: &str, flush: bool) -> bool {
         self.outbox.close(CloseRequest {

@@ -437,11 +437,7 @@ impl RedisBackend {
             BusMsg::Close { ids, reason, code } => {
                 for id in ids {
                     if let Some(c) = ClientId::parse(&id).and_then(|id| self.registry.get(&id)) {
-                        if code == close::KICKED {
-                            c.kick(&reason);
-                        } else {
-                            c.close(code, &reason, true);
-                        }
+                        c.disconnect(code, &reason);
                     }
                 }
             }

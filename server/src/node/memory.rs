@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use switchboard_sdk::event::EventError;
-use switchboard_sdk::protocol::{Push, close};
+use switchboard_sdk::protocol::Push;
 use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag, UserId};
 
 use super::rows::{OnlinePage, OnlineQuery, Row, sort_rows};
@@ -129,12 +129,7 @@ impl Presence for MemoryBackend {
             if how.token.is_some() && token_of(&c) != how.token {
                 continue;
             }
-            let closed = if how.code == close::KICKED {
-                c.kick(&how.reason)
-            } else {
-                c.close(how.code, &how.reason, true)
-            };
-            if closed {
+            if c.disconnect(how.code, &how.reason) {
                 out.closed += 1;
                 if let Some(u) = c.user_id() {
                     out.users.push(u);

@@ -6,6 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The binary's one-shot commands and its log-discovered server, shared with the CLI tests.
+#[path = "../binary/mod.rs"]
+pub mod binary;
+mod process;
+#[allow(unused_imports)]
+pub use process::*;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard::Config;
