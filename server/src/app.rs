@@ -416,7 +416,15 @@ impl Application {
         let timeout = self.state.cfg.server.shutdown_timeout;
         let settings = crate::http::Settings::from_config(&self.state.cfg.server);
         let route = crate::web::BrowserPolicy::new(self.route, self.state.clone()).boxed();
-        crate::http::serve(self.listener, route, settings, self.shutdown.clone()).await;
+        let metrics = self.state.ws.metrics.clone();
+        crate::http::serve(
+            self.listener,
+            route,
+            settings,
+            metrics,
+            self.shutdown.clone(),
+        )
+        .await;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(timeout, self.tasks.wait())

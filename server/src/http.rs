@@ -19,7 +19,11 @@
 //!   is answered 400, one over [`head::MAX_HEAD_BYTES`] or [`head::MAX_HEADERS`] 431.
 //!
 //! All these answers are JSON `{code, message}` and close the connection.
+//!
+//! When `accept` itself fails (at the open-files limit, say), the loop backs off instead of
+//! spinning; see [`accept`].
 
+pub mod accept;
 pub mod head;
 
 use std::net::SocketAddr;
@@ -41,6 +45,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
 use crate::error::json_error;
+use crate::metrics::Metrics;
 use head::{HeadGate, InFlight};
 
 /// The limits of the HTTP layer, from `[server]`.
@@ -272,6 +277,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     route: poem::endpoint::BoxEndpoint<'static, Response>,
     settings: Settings,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let local_addr = match listener.local_addr() {
@@ -286,19 +292,25 @@ pub async fn serve(
     let slots = (settings.max_unauthenticated > 0)
         .then(|| Arc::new(Semaphore::new(settings.max_unauthenticated)));
     let conns = TaskTracker::new();
+    let mut backoff = accept::AcceptBackoff::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = backoff.failed(&e, &metrics);
+                    if !pause.is_zero() {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
+                    }
                     continue;
                 }
             },
         };
+        backoff.accepted();
         tracing::trace!(%peer, "connection accepted");
         // Small frames (pushes, replies) must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);

@@ -310,3 +310,6 @@ impl Deployment {
 mod raw_http;
 #[allow(unused_imports)]
 pub use raw_http::*;
+mod proc_stats;
+#[allow(unused_imports)]
+pub use proc_stats::*;

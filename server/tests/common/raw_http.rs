@@ -111,3 +111,51 @@ pub fn parse_answers(mut raw: &[u8]) -> Vec<RawAnswer> {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// One keep-alive HTTP/1.1 connection, for asking a server questions while it accepts no new
+/// connections.
+pub struct KeepAlive {
+    stream: TcpStream,
+    host: String,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    pub async fn connect(host: &str) -> KeepAlive {
+        KeepAlive {
+            stream: TcpStream::connect(host).await.unwrap(),
+            host: host.to_string(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// `GET path` on this connection; the answer must carry a `Content-Length`. Panics after
+    /// 10 s or if the server closes the connection.
+    pub async fn get(&mut self, path: &str) -> RawAnswer {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.stream.write_all(req.as_bytes()).await.unwrap();
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("a Content-Length");
+                if self.buf.len() >= end + 4 + len {
+                    let rest = self.buf.split_off(end + 4 + len);
+                    let answer = parse_answers(&self.buf).pop().unwrap();
+                    self.buf = rest;
+                    return answer;
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            assert!(n > 0, "the server closed the keep-alive connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
