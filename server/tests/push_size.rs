@@ -182,3 +182,61 @@ async fn a_socket_publish_too_large_for_the_members_is_answered_413() {
     assert_eq!(got["event"], "publish", "{got}");
     assert_eq!(got["data"]["data"], "hi");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_queue_entry_is_dead_lettered_and_the_next_one_delivered() {
+    let Some(redis_url) = test_redis_url() else {
+        return;
+    };
+    let d = Deployment::cluster(&redis_url, 1, |c| {
+        c.websocket.send_queue_bytes = QUEUE;
+        c.websocket.max_message_size = 8 * 1024;
+    })
+    .await;
+    let app = d.node(0);
+    let prefix = app.state.cfg.cluster.prefix.clone();
+    let (uid, token) = app.user("queued", &["member"]).await;
+    let (mut ws, _) = app.ws(&token).await;
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let queue = format!("{prefix}:queue");
+    for data in [blob(QUEUE * 2), json!("fits")] {
+        let payload = json!({"to": "user", "userId": uid, "event": "q", "data": data});
+        let _: String = redis::cmd("XADD")
+            .arg(&queue)
+            .arg("*")
+            .arg("payload")
+            .arg(payload.to_string())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    // The one that fits arrives, first of its stream; the reader was never cut off.
+    let got = recv_within(&mut ws, Duration::from_secs(20))
+        .await
+        .expect("the entry that fits arrives");
+    assert_eq!(
+        (&got["data"], &got["offset"]),
+        (&json!("fits"), &json!(1)),
+        "{got}"
+    );
+    let dead = format!("{prefix}:queue:dead");
+    let mut reasons = Vec::new();
+    for _ in 0..50 {
+        let r: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&dead)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        reasons = r.ids.iter().map(|e| e.get::<String>("reason")).collect();
+        if !reasons.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    let reason = reasons[0].as_deref().unwrap_or_default();
+    assert!(reason.contains("websocket.send_queue_bytes"), "{reason}");
+}
