@@ -24,6 +24,7 @@
 //! spinning; see [`accept`].
 
 pub mod accept;
+mod framing;
 pub mod head;
 
 use std::net::SocketAddr;
