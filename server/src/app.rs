@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::addons::{AddonApis, Addons};
 use crate::api::AppState;
 use crate::api::apikeys::ApiKeysApi;
+use crate::api::audit::AuditApi;
 use crate::api::auth::AuthApi;
 use crate::api::site::SiteApi;
 use crate::api::users::UsersApi;
@@ -41,6 +42,7 @@ pub type Apis = (
     UsersApi,
     ApiKeysApi,
     WebSocketApi,
+    AuditApi,
     SiteApi,
     AddonApis,
 );
@@ -160,6 +162,14 @@ impl Application {
         let local = Arc::new(LocalHub::new(registry.clone(), history.clone()));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let audit = crate::audit::AuditLog::start(
+            db.clone(),
+            cfg.audit.retention,
+            metrics.clone(),
+            shutdown.clone(),
+            &tasks,
+        );
+        auth.attach_audit(audit.clone());
         // The one place that chooses the backend: memory for a single node, Redis for a
         // cluster. Everything above the node is the same code in both modes.
         let (broker, presence, redis): (Arc<dyn Broker>, Arc<dyn Presence>, _) =
@@ -219,6 +229,10 @@ impl Application {
             tasks.spawn(crate::cluster::queue::run(consumer, stop));
         }
         let hub: Arc<dyn Hub> = node_facade.clone();
+        let started = Instant::now();
+        let monitor =
+            crate::websocket::monitor::Monitor::new(node_facade.clone(), metrics.clone(), started);
+        tasks.spawn(monitor.clone().run(shutdown.clone()));
 
         let addons = Addons::default();
         let mut events = EventRegistry::new();
@@ -244,13 +258,15 @@ impl Application {
             tasks: tasks.clone(),
             proxies: TrustedProxies::new(&cfg.server.trusted_proxies),
             socket_exempt: exempt.matches(&cfg.websocket.path),
+            monitor,
         });
         let state = Arc::new(AppState {
             cfg: cfg.clone(),
             db: db.clone(),
             auth: auth.clone(),
             ws: ws.clone(),
-            started: Instant::now(),
+            started,
+            audit,
         });
 
         let addon_ctx = AddonContext::new(hub.clone(), db.clone(), shutdown.clone(), tasks.clone());
@@ -259,6 +275,7 @@ impl Application {
             UsersApi(state.clone()),
             ApiKeysApi(state.clone()),
             WebSocketApi(state.clone()),
+            AuditApi(state.clone()),
             SiteApi(state.clone()),
             addons.apis(&addon_ctx),
         ));

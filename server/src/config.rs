@@ -36,6 +36,8 @@ pub struct Config {
     pub web: WebConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[audit]`.
+    pub audit: AuditConfig,
 }
 
 /// `[server]`.
@@ -309,6 +311,24 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How long audit rows are kept; older ones are deleted by a background task. `0s` keeps
+    /// them forever.
+    #[serde(with = "duration_str")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod addons;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;

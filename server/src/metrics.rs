@@ -114,6 +114,16 @@ impl Histogram {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the observations, microseconds.
+    pub fn sum_micros(&self) -> u64 {
+        self.sum_micros.load(Ordering::Relaxed)
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -161,6 +171,8 @@ pub struct Metrics {
     pub connects: Counter,
     /// Failed `accept` calls, by [`AcceptErrorKind`] (in [`AcceptErrorKind::ALL`] order).
     accept_errors: [Counter; 5],
+    /// Audit rows not stored: the writer's queue was full, or the database refused them.
+    pub audit_dropped: Counter,
     /// Closes by code, for the codes that keep a label (see [`is_known_close_code`]).
     closes: Mutex<Vec<(u16, u64)>>,
     /// Closes with any other code.
@@ -284,6 +296,12 @@ impl Metrics {
             "switchboard_connects_total",
             "Connections accepted.",
             self.connects.get(),
+        );
+        counter(
+            &mut out,
+            "switchboard_audit_dropped_total",
+            "Audit rows not stored (queue full or database error); their log lines were written.",
+            self.audit_dropped.get(),
         );
         let _ = writeln!(
             out,

@@ -707,3 +707,123 @@ async fn a_slow_consumer_leaves_the_online_list_when_it_is_cut_off(d: &Deploymen
     assert_eq!(recv(&mut reader).await["event"], "still-here");
     drop(slow);
 }
+
+in_both_modes!(
+    monitor,
+    limits,
+    monitor_reports_every_node_summed_and_pushes_to_subscribers,
+);
+
+/// The next push of `event` (not a reply), skipping everything else.
+async fn next_push(ws: &mut common::Ws, event: &str) -> Value {
+    loop {
+        let f = recv_within(ws, Duration::from_secs(8))
+            .await
+            .unwrap_or_else(|| panic!("no {event} push"));
+        if f["event"] == event && f.get("seqno").is_none() {
+            return f;
+        }
+    }
+}
+
+async fn monitor_reports_every_node_summed_and_pushes_to_subscribers(d: &Deployment) {
+    let (_, op) = d.node(0).user("otto", &["operator"]).await;
+    let (_, member) = d.node(0).user("mia", &["member"]).await;
+    let (mut watcher, _) = d.node(0).ws(&op).await;
+    let (mut m1, _) = d.node(1).ws(&member).await;
+    let (_m2, _) = d.node(2).ws(&member).await;
+
+    for event in ["admin/monitor/trends", "admin/monitor/runInfo"] {
+        let r = request(&mut m1, event, json!({})).await;
+        assert_eq!(r["code"], 403, "a member may not monitor: {r}");
+    }
+
+    // Every node's figures, once each has shared them (every 2 s); the totals are the exact
+    // cluster-wide counts at once.
+    let want_nodes: BTreeSet<String> = if d.len() == 1 {
+        [d.node(0).state.ws.node.id().to_string()].into()
+    } else {
+        (0..d.len()).map(|i| format!("node-{i}")).collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let r = request(&mut watcher, "admin/monitor/runInfo", json!({})).await;
+        assert_eq!(r["code"], 0, "{r}");
+        let nodes: BTreeSet<String> = r["data"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node"].as_str().unwrap().to_string())
+            .collect();
+        let local_sum: u64 = r["data"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["connections"].as_u64().unwrap())
+            .sum();
+        if nodes == want_nodes && local_sum == 3 {
+            break r["data"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "each node counts its own sockets: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(info["total"]["connections"], 3, "{info}");
+    assert_eq!(info["total"]["users"], 2, "{info}");
+    assert_eq!(info["total"]["node"], "total");
+    for n in info["nodes"].as_array().unwrap() {
+        assert!(n["memoryBytes"].as_u64().unwrap() > 0, "{n}");
+        assert!(n["cpuPercent"].as_f64().unwrap() >= 0.0, "{n}");
+        assert!(n["uptime"].is_u64() && n["pid"].is_u64(), "{n}");
+    }
+
+    let r = request(&mut watcher, "admin/monitor/trends", json!({})).await;
+    assert_eq!(r["data"]["interval"], 2, "{r}");
+    assert!(!r["data"]["points"].as_array().unwrap().is_empty());
+
+    // Asking subscribed the connection: it gets one push of each every 2 s, whichever node
+    // holds it, and the figures follow the traffic.
+    let first = next_push(&mut watcher, "admin/monitor/trends").await;
+    let points = first["data"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{first}");
+    next_push(&mut watcher, "admin/monitor/runInfo").await;
+    let before = points[0]["total"]["messagesOut"].as_u64().unwrap();
+    for i in 0..20 {
+        let (s, _) = api_post(
+            d,
+            "/api/websocket/send/toAll",
+            json!({"event": "tick", "data": i}),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = next_push(&mut watcher, "admin/monitor/trends").await;
+        let total = &p["data"]["points"][0]["total"];
+        if total["messagesOut"].as_u64().unwrap() >= before + 60 {
+            assert!(
+                total["messagesOutPerSec"].as_f64().unwrap() > 0.0,
+                "{total}"
+            );
+            assert!(total["sendsPerSec"].as_f64().unwrap() > 0.0, "{total}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{total}");
+    }
+    // Figures are not numbered in a stream: a missed one is replaced by the next.
+    assert!(
+        first.get("stream").is_none() && first.get("offset").is_none(),
+        "{first}"
+    );
+    assert_eq!(
+        first["data"]["points"][0]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        d.len(),
+        "one push carries every node: {first}"
+    );
+}

@@ -14,6 +14,7 @@ const TABLES: &[&str] = &[
     "users",
     "api_keys",
     "revoked_tokens",
+    "audit_log",
     "seaql_migrations",
     "hgexample_push_log",
     "switchboard_migrations_hgexample",

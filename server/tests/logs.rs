@@ -109,7 +109,7 @@ async fn with_log_format_json_every_line_is_a_json_object() {
         .iter()
         .find(|l| l["target"] == "audit" && l["message"] == "send")
         .unwrap_or_else(|| panic!("no audit line for the send:\n{log}"));
-    assert_eq!(audit["delivered"], 0, "{audit}");
+    assert_eq!(audit["count"], 0, "{audit}");
     assert_eq!(audit["by"], "admin", "{audit}");
     assert!(
         lines.iter().any(|l| l["level"] == "WARN"

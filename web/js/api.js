@@ -68,5 +68,14 @@ export function createApi({ getToken, onUnauthorized }) {
     kick: (body) => call('POST', '/api/websocket/kick', body),
     tags: () => call('GET', '/api/websocket/tags'),
     send: (target, body) => call('POST', `/api/websocket/send/${target}`, body),
+    stats: () => call('GET', '/api/websocket/stats'),
+    users: () => call('GET', '/api/users'),
+    createUser: (body) => call('POST', '/api/users', body),
+    updateUser: (id, body) => call('PATCH', `/api/users/${encodeURIComponent(id)}`, body),
+    deleteUser: (id) => call('DELETE', `/api/users/${encodeURIComponent(id)}`),
+    apiKeys: () => call('GET', '/api/apikeys'),
+    createApiKey: (name) => call('POST', '/api/apikeys', { name }),
+    revokeApiKey: (id) => call('DELETE', `/api/apikeys/${encodeURIComponent(id)}`),
+    audit: (params) => call('GET', '/api/audit' + query(params)),
   };
 }

@@ -15,9 +15,19 @@ import onlinePage from './pages/online.js';
 import sendPage from './pages/send.js';
 import tagsPage from './pages/tags.js';
 import hgexamplePage from './pages/hgexample.js';
+import monitorPage from './pages/monitor.js';
+import usersPage from './pages/users.js';
+import apiKeysPage from './pages/apikeys.js';
+import auditPage from './pages/audit.js';
 
-/** Pages in navigation order. Each: {path, title, nav, icon, role, render(main, ctx)}. */
-const PAGES = [dashboardPage, onlinePage, sendPage, tagsPage, hgexamplePage];
+/**
+ * Pages in navigation order. Each: {path, title, nav, icon, role, render(main, ctx)}; the menu
+ * lists only the pages the user's role may open.
+ */
+const PAGES = [dashboardPage, onlinePage, sendPage, tagsPage, monitorPage, usersPage, apiKeysPage, auditPage, hgexamplePage];
+
+/** Pushed every 2 s to a connection that opened the monitor: charted there, not logged. */
+const isMonitorEvent = (event) => typeof event === 'string' && event.startsWith('admin/monitor/');
 const HOME = '/dashboard';
 
 const app = {
@@ -121,7 +131,7 @@ async function startSocket() {
   socket.on('tags', () => notifyConn());
   socket.on('*', (frame) => {
     const isReply = frame.seqno !== undefined && frame.seqno !== null;
-    if (isReply || frame.event === 'connected' || frame.event === 'ping') return;
+    if (isReply || frame.event === 'connected' || frame.event === 'ping' || isMonitorEvent(frame.event)) return;
     log.add({ kind: 'push', event: frame.event, data: frame.data, stream: frame.stream, offset: frame.offset, code: frame.code });
   });
   socket.on('notice', (frame) => {

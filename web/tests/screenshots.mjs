@@ -97,6 +97,28 @@ try {
   });
   await dismissToasts(page);
   await shot(page, 'hgexample');
+
+  await goTo(page, '/monitor', 'Monitor');
+  const flow = setInterval(() => {
+    server.http('POST', '/api/websocket/send/toTag', { token, body: { tag: 'room-42', event: 'chat/message', data: { text: 'load' } } }).catch(() => {});
+  }, 100);
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-messages"]').dataset.samples) >= 8, null, { timeout: 30000 });
+  clearInterval(flow);
+  await shot(page, 'monitor');
+
+  await goTo(page, '/users', 'Users');
+  await page.locator('[data-testid="users-table"] tr[data-username="oscar"]').waitFor();
+  await shot(page, 'users');
+
+  await goTo(page, '/apikeys', 'API keys');
+  await page.getByLabel('Name').fill('billing-service');
+  await page.getByTestId('key-create').click();
+  await page.getByTestId('key-value').waitFor();
+  await shot(page, 'apikeys');
+
+  await goTo(page, '/audit', 'Audit log');
+  await page.locator('[data-testid="audit-table"] tr[data-action]').nth(3).waitFor();
+  await shot(page, 'audit');
   assertNoPageErrors(page);
 } finally {
   await browser.close();

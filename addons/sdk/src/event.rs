@@ -29,6 +29,8 @@ pub const RESERVED_EVENTS: &[&str] = &[
     "publish",
     "login",
     "recover",
+    "admin/monitor/trends",
+    "admin/monitor/runInfo",
     "connected",
     "kick",
     "notice",

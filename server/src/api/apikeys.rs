@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -9,6 +10,7 @@ use switchboard_sdk::Role;
 use switchboard_sdk::api::{ApiAuth, ApiError};
 
 use super::{ApiTags, AppState};
+use crate::audit::{AuditEntry, action};
 
 /// Create a key.
 #[derive(Object)]
@@ -41,6 +43,9 @@ pub struct KeyOut {
     /// Unix seconds.
     #[oai(rename = "createdAt")]
     pub created_at: i64,
+    /// When a request last used it, unix seconds (kept to the minute); null if never.
+    #[oai(rename = "lastUsedAt")]
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(ApiResponse)]
@@ -74,6 +79,7 @@ impl ApiKeysApi {
                     name: k.name,
                     prefix: k.prefix,
                     created_at: k.created_at,
+                    last_used_at: k.last_used_at,
                 })
                 .collect(),
         ))
@@ -81,10 +87,20 @@ impl ApiKeysApi {
 
     /// Create an API key
     #[oai(path = "/", method = "post")]
-    async fn create(&self, auth: ApiAuth, body: Json<CreateKey>) -> Result<Created, ApiError> {
+    async fn create(
+        &self,
+        req: &Request,
+        auth: ApiAuth,
+        body: Json<CreateKey>,
+    ) -> Result<Created, ApiError> {
         let who = auth.require(Role::Admin)?;
         let k = self.0.auth.create_api_key(&body.name).await?;
-        tracing::info!(target: "audit", by = %who.username, key_id = k.id, key = %k.name, "API key created");
+        let entry = AuditEntry::new(
+            &who.username,
+            action::APIKEY_CREATE,
+            format!("apikey:{}", k.id),
+        );
+        self.0.audit(req, entry.detail(k.name.clone()));
         Ok(Created::Ok(Json(CreatedKey {
             id: k.id,
             name: k.name,
@@ -94,10 +110,20 @@ impl ApiKeysApi {
 
     /// Delete an API key
     #[oai(path = "/:id", method = "delete")]
-    async fn delete(&self, auth: ApiAuth, id: Path<i64>) -> Result<Deleted, ApiError> {
+    async fn delete(
+        &self,
+        req: &Request,
+        auth: ApiAuth,
+        id: Path<i64>,
+    ) -> Result<Deleted, ApiError> {
         let who = auth.require(Role::Admin)?;
         self.0.auth.delete_api_key(id.0).await?;
-        tracing::info!(target: "audit", by = %who.username, key_id = id.0, "API key revoked");
+        let entry = AuditEntry::new(
+            &who.username,
+            action::APIKEY_REVOKE,
+            format!("apikey:{}", id.0),
+        );
+        self.0.audit(req, entry);
         Ok(Deleted::Ok)
     }
 }

@@ -110,7 +110,6 @@ impl AuthApi {
             .auth
             .login(&body.username, &body.password, &ip)
             .await?;
-        tracing::info!(user = %issued.user.username, %ip, "login");
         if !self.0.cfg.auth.multi_login {
             // Older tokens are now invalid; their sockets go too (the new token has none yet).
             self.0

@@ -1,6 +1,7 @@
 //! The HTTP API (poem-openapi): one file per resource, combined in one service.
 
 pub mod apikeys;
+pub mod audit;
 pub mod auth;
 pub mod body_check;
 pub mod site;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use poem_openapi::Tags;
 use sea_orm::DatabaseConnection;
 
+use crate::audit::{AuditEntry, AuditLog};
 use crate::auth::AuthService;
 use crate::config::Config;
 use crate::websocket::WsState;
@@ -29,6 +31,15 @@ pub struct AppState {
     pub ws: Arc<WsState>,
     /// Start time.
     pub started: Instant,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+}
+
+impl AppState {
+    /// Records an action of the request `req` in the audit log, with the caller's IP.
+    pub fn audit(&self, req: &poem::Request, entry: AuditEntry) {
+        self.audit.record(entry.ip(auth::client_ip(self, req)));
+    }
 }
 
 /// OpenAPI tags grouping the endpoints in Swagger UI.
@@ -46,4 +57,6 @@ pub enum ApiTags {
     Online,
     /// Public site configuration.
     Site,
+    /// The audit log (admin).
+    Audit,
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -10,6 +11,7 @@ use switchboard_sdk::protocol::close;
 use switchboard_sdk::{Role, UserId};
 
 use super::{ApiTags, AppState};
+use crate::audit::{AuditEntry, action};
 use crate::auth::UserState;
 use crate::auth::service::UserPatch;
 
@@ -75,6 +77,11 @@ enum Deleted {
     Ok,
 }
 
+fn role_list(u: &UserState) -> String {
+    let names: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+    names.join(",")
+}
+
 /// Parses role names, naming the field on error.
 pub fn parse_roles(roles: &[String]) -> Result<Vec<Role>, ApiError> {
     roles
@@ -101,7 +108,12 @@ impl UsersApi {
 
     /// Create a user
     #[oai(path = "/", method = "post")]
-    async fn create(&self, auth: ApiAuth, body: Json<CreateUser>) -> Result<Created, ApiError> {
+    async fn create(
+        &self,
+        req: &Request,
+        auth: ApiAuth,
+        body: Json<CreateUser>,
+    ) -> Result<Created, ApiError> {
         let who = auth.require(Role::Admin)?;
         let roles = parse_roles(&body.roles)?;
         crate::auth::may_grant(who, &roles).map_err(crate::auth::AuthError::from)?;
@@ -110,7 +122,9 @@ impl UsersApi {
             .auth
             .create_user(&body.username, &body.password, &roles)
             .await?;
-        tracing::info!(by = %who.username, user = %u.username, "user created");
+        let detail = format!("{} roles={}", u.username, role_list(&u));
+        let entry = AuditEntry::new(&who.username, action::USER_CREATE, format!("user:{}", u.id));
+        self.0.audit(req, entry.detail(detail));
         Ok(Created::Ok(Json(u.into())))
     }
 
@@ -118,6 +132,7 @@ impl UsersApi {
     #[oai(path = "/:id", method = "patch")]
     async fn patch(
         &self,
+        req: &Request,
         auth: ApiAuth,
         id: Path<i64>,
         body: Json<PatchUser>,
@@ -131,6 +146,16 @@ impl UsersApi {
         self.0.auth.authorize_action_on(who, id.0).await?;
         if let Some(r) = &roles {
             crate::auth::may_grant(who, r).map_err(crate::auth::AuthError::from)?;
+        }
+        let mut changed = Vec::new();
+        if roles.is_some() {
+            changed.push("roles".to_string());
+        }
+        if body.password.is_some() {
+            changed.push("password".to_string());
+        }
+        if let Some(e) = body.enabled {
+            changed.push(if e { "enabled" } else { "disabled" }.to_string());
         }
         let (u, change) = self
             .0
@@ -150,13 +175,25 @@ impl UsersApi {
             .node
             .user_changed(UserId(u.id), close_code, "credentials changed")
             .await?;
-        tracing::info!(by = %who.username, user = %u.username, "user changed");
+        let detail = format!(
+            "{}: {} (roles={})",
+            u.username,
+            changed.join(", "),
+            role_list(&u)
+        );
+        let entry = AuditEntry::new(&who.username, action::USER_UPDATE, format!("user:{}", u.id));
+        self.0.audit(req, entry.detail(detail));
         Ok(Json(u.into()))
     }
 
     /// Delete a user
     #[oai(path = "/:id", method = "delete")]
-    async fn delete(&self, auth: ApiAuth, id: Path<i64>) -> Result<Deleted, ApiError> {
+    async fn delete(
+        &self,
+        req: &Request,
+        auth: ApiAuth,
+        id: Path<i64>,
+    ) -> Result<Deleted, ApiError> {
         let who = auth.require(Role::Admin)?;
         if who.user_id == Some(UserId(id.0)) {
             return Err(ApiError::conflict("you cannot delete yourself"));
@@ -168,6 +205,8 @@ impl UsersApi {
             .node
             .user_changed(UserId(id.0), Some(close::TOKEN_REVOKED), "user deleted")
             .await?;
+        let entry = AuditEntry::new(&who.username, action::USER_DELETE, format!("user:{}", id.0));
+        self.0.audit(req, entry);
         Ok(Deleted::Ok)
     }
 }

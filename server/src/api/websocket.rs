@@ -1,8 +1,10 @@
 //! `/api/websocket/*`: send, online list, kick, server-side tags, stats (operator role or
-//! API key). Every send and kick is audit-logged with who, target and count.
+//! API key). Every send, kick and tag change is recorded in the audit log with who, target,
+//! result and count.
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
@@ -13,6 +15,7 @@ use switchboard_sdk::protocol::{MAX_EVENT_LEN, Push};
 use switchboard_sdk::{Audience, ClientId, Role, Tag, UserId};
 
 use super::{ApiTags, AppState};
+use crate::audit::{AuditEntry, action};
 use crate::node::rows::MAX_PAGE_SIZE;
 use crate::node::{NodeError, OnlineQuery, Row, Target};
 
@@ -275,15 +278,106 @@ impl WebSocketApi {
         }
     }
 
+    /// Sends and records the send (made or refused) in the audit log.
     async fn send(
         &self,
+        req: &Request,
+        who: &switchboard_sdk::Identity,
         audience: Audience,
         event: String,
         data: Option<Value>,
     ) -> Result<usize, ApiError> {
+        let target = match &audience {
+            Audience::All => "all".to_string(),
+            Audience::Client(id) => format!("client:{id}"),
+            Audience::User(u) => format!("user:{u}"),
+            Audience::Tag(t) => format!("tag:{t}"),
+        };
+        // A malformed request changes nothing and is not recorded; a refused send is.
         check_event(&event)?;
+        let entry = AuditEntry::new(&who.username, action::SEND, target).detail(event.clone());
         let push = Push::new(event, data.unwrap_or(Value::Null));
-        Ok(self.0.ws.node.send(&audience, &push).await?)
+        let res = self
+            .0
+            .ws
+            .node
+            .send(&audience, &push)
+            .await
+            .map_err(ApiError::from);
+        // A send to one connection that is not online reached nobody: the caller gets 404.
+        let res = match (res, &audience) {
+            (Ok(0), Audience::Client(id)) => {
+                Err(ApiError::not_found(format!("client {id} is not online")))
+            }
+            (res, _) => res,
+        };
+        let n = *res.as_ref().unwrap_or(&0);
+        self.0.audit(req, entry.count(n).outcome(&res));
+        res
+    }
+
+    async fn kick_target(
+        &self,
+        who: &switchboard_sdk::Identity,
+        target: &Target,
+        reason: &str,
+        revoke: bool,
+    ) -> Result<usize, ApiError> {
+        if revoke {
+            // Anyone may kick an admin's sockets; only an admin may revoke an admin's tokens.
+            for u in self.0.ws.node.users_of(target).await? {
+                self.0.auth.authorize_action_on(who, u.0).await?;
+            }
+        }
+        Ok(self.0.ws.node.kick(target, reason, revoke).await?.closed)
+    }
+
+    /// Joins or quits the target's connections to a tag, and records it.
+    async fn change_tag(
+        &self,
+        req: &Request,
+        who: &switchboard_sdk::Identity,
+        join: bool,
+        body: &TagMembership,
+    ) -> Result<Json<TagChangeResult>, ApiError> {
+        let tag = parse_tag(&body.tag)?;
+        let target = Self::target(&body.client_id, body.user_id)?;
+        let res = self
+            .0
+            .ws
+            .node
+            .change_tag(join, &target, &tag)
+            .await
+            .map_err(ApiError::from);
+        let act = if join {
+            action::TAG_JOIN
+        } else {
+            action::TAG_QUIT
+        };
+        self.audit_target(req, who, act, &target, format!("tag:{tag}"), &res);
+        Ok(Json(TagChangeResult {
+            changed: res? as u64,
+        }))
+    }
+
+    /// Records a kick or tag change of `target`.
+    fn audit_target(
+        &self,
+        req: &Request,
+        who: &switchboard_sdk::Identity,
+        action: &'static str,
+        target: &Target,
+        detail: String,
+        res: &Result<usize, ApiError>,
+    ) {
+        let target = match target {
+            Target::Client(id) => format!("client:{id}"),
+            Target::User(u) => format!("user:{u}"),
+        };
+        let entry = AuditEntry::new(&who.username, action, target)
+            .detail(detail)
+            .count(*res.as_ref().unwrap_or(&0));
+        self.0.audit(req, entry.outcome(res));
     }
 }
 
@@ -295,14 +389,15 @@ impl WebSocketApi {
     #[oai(path = "/send/toAll", method = "post", tag = "ApiTags::Send")]
     async fn to_all(
         &self,
+        req: &Request,
         auth: ApiAuth,
         body: Json<SendAll>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
         let body = body.0;
-        let event = body.event.clone();
-        let n = self.send(Audience::All, body.event, body.data).await?;
-        tracing::info!(target: "audit", by = %who.username, to = "all", event = %event, delivered = n, "send");
+        let n = self
+            .send(req, who, Audience::All, body.event, body.data)
+            .await?;
         Ok(Json(Delivered {
             delivered: n as u64,
         }))
@@ -314,20 +409,16 @@ impl WebSocketApi {
     #[oai(path = "/send/toClient", method = "post", tag = "ApiTags::Send")]
     async fn to_client(
         &self,
+        req: &Request,
         auth: ApiAuth,
         body: Json<SendClient>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
         let id = parse_client_id(&body.client_id)?;
         let body = body.0;
-        let event = body.event.clone();
         let n = self
-            .send(Audience::Client(id.clone()), body.event, body.data)
+            .send(req, who, Audience::Client(id), body.event, body.data)
             .await?;
-        tracing::info!(target: "audit", by = %who.username, to = %id, event = %event, delivered = n, "send");
-        if n == 0 {
-            return Err(ApiError::not_found(format!("client {id} is not online")));
-        }
         Ok(Json(Delivered {
             delivered: n as u64,
         }))
@@ -337,16 +428,14 @@ impl WebSocketApi {
     #[oai(path = "/send/toUser", method = "post", tag = "ApiTags::Send")]
     async fn to_user(
         &self,
+        req: &Request,
         auth: ApiAuth,
         body: Json<SendUser>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
         let body = body.0;
-        let (user, event) = (body.user_id, body.event.clone());
-        let n = self
-            .send(Audience::User(UserId(user)), body.event, body.data)
-            .await?;
-        tracing::info!(target: "audit", by = %who.username, to = %format!("user:{user}"), event = %event, delivered = n, "send");
+        let audience = Audience::User(UserId(body.user_id));
+        let n = self.send(req, who, audience, body.event, body.data).await?;
         Ok(Json(Delivered {
             delivered: n as u64,
         }))
@@ -356,17 +445,16 @@ impl WebSocketApi {
     #[oai(path = "/send/toTag", method = "post", tag = "ApiTags::Send")]
     async fn to_tag(
         &self,
+        req: &Request,
         auth: ApiAuth,
         body: Json<SendTag>,
     ) -> Result<Json<Delivered>, ApiError> {
         let who = auth.require(Role::Operator)?;
         let tag = parse_tag(&body.tag)?;
         let body = body.0;
-        let event = body.event.clone();
         let n = self
-            .send(Audience::Tag(tag.clone()), body.event, body.data)
+            .send(req, who, Audience::Tag(tag), body.event, body.data)
             .await?;
-        tracing::info!(target: "audit", by = %who.username, to = %format!("tag:{tag}"), event = %event, delivered = n, "send");
         Ok(Json(Delivered {
             delivered: n as u64,
         }))
@@ -429,6 +517,7 @@ impl WebSocketApi {
     #[oai(path = "/kick", method = "post", tag = "ApiTags::Online")]
     async fn kick(
         &self,
+        req: &Request,
         auth: ApiAuth,
         body: Json<KickRequest>,
     ) -> Result<Json<KickResult>, ApiError> {
@@ -439,46 +528,40 @@ impl WebSocketApi {
             .clone()
             .unwrap_or_else(|| "kicked by an operator".into());
         let revoke = body.revoke.unwrap_or(false);
-        if revoke {
-            // Anyone may kick an admin's sockets; only an admin may revoke an admin's tokens.
-            for u in self.0.ws.node.users_of(&target).await? {
-                self.0.auth.authorize_action_on(who, u.0).await?;
-            }
-        }
-        let outcome = self.0.ws.node.kick(&target, &reason, revoke).await?;
-        let closed = outcome.closed as u64;
-        tracing::info!(target: "audit", by = %who.username, client = body.client_id.as_deref(), user = body.user_id, closed, revoke, "kick");
-        Ok(Json(KickResult { closed }))
+        let res = self.kick_target(who, &target, &reason, revoke).await;
+        let detail = if revoke {
+            format!("{reason} (tokens revoked)")
+        } else {
+            reason
+        };
+        self.audit_target(req, who, action::KICK, &target, detail, &res);
+        Ok(Json(KickResult {
+            closed: res? as u64,
+        }))
     }
 
     /// Add connections to a tag (server side; `sys:` tags allowed)
     #[oai(path = "/tags/join", method = "post", tag = "ApiTags::Online")]
     async fn tags_join(
         &self,
+        req: &Request,
         auth: ApiAuth,
         body: Json<TagMembership>,
     ) -> Result<Json<TagChangeResult>, ApiError> {
         let who = auth.require(Role::Operator)?;
-        let tag = parse_tag(&body.tag)?;
-        let target = Self::target(&body.client_id, body.user_id)?;
-        let changed = self.0.ws.node.change_tag(true, &target, &tag).await? as u64;
-        tracing::info!(target: "audit", by = %who.username, tag = %tag, changed, "tags/join");
-        Ok(Json(TagChangeResult { changed }))
+        self.change_tag(req, who, true, &body).await
     }
 
     /// Remove connections from a tag
     #[oai(path = "/tags/quit", method = "post", tag = "ApiTags::Online")]
     async fn tags_quit(
         &self,
+        req: &Request,
         auth: ApiAuth,
         body: Json<TagMembership>,
     ) -> Result<Json<TagChangeResult>, ApiError> {
         let who = auth.require(Role::Operator)?;
-        let tag = parse_tag(&body.tag)?;
-        let target = Self::target(&body.client_id, body.user_id)?;
-        let changed = self.0.ws.node.change_tag(false, &target, &tag).await? as u64;
-        tracing::info!(target: "audit", by = %who.username, tag = %tag, changed, "tags/quit");
-        Ok(Json(TagChangeResult { changed }))
+        self.change_tag(req, who, false, &body).await
     }
 
     /// Tags and their member counts

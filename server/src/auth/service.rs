@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use rand::Rng;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, Set,
@@ -17,6 +18,7 @@ use switchboard_sdk::{Credential, Identity, Role, UserId};
 use super::password;
 use super::ratelimit::LoginLimiter;
 use super::token::{Claims, JwtKeys, TokenError};
+use crate::audit::{AuditEntry, AuditLog, action};
 use crate::config::AuthConfig;
 use crate::db::entities::{api_key, revoked_token, user};
 
@@ -196,6 +198,7 @@ pub struct AuthService {
     users: RwLock<HashMap<i64, Arc<UserState>>>,
     limiter: LoginLimiter,
     shared_limiter: std::sync::OnceLock<SharedLimiter>,
+    audit: std::sync::OnceLock<Arc<AuditLog>>,
 }
 
 /// The failed-login counter in Redis, so the limit holds across a cluster.
@@ -336,6 +339,9 @@ impl Drop for Attempt<'_> {
 
 /// A username as it may appear in a log line: bounded, and printed with `{:?}` by callers so
 /// control characters cannot forge lines.
+/// How stale an API key's `last_used_at` may be, in seconds: it is written at most this often.
+pub const API_KEY_LAST_USED_PRECISION: i64 = 60;
+
 fn loggable(username: &str) -> String {
     username.chars().take(64).collect()
 }
@@ -447,6 +453,7 @@ impl AuthService {
             users: RwLock::new(HashMap::new()),
             limiter,
             shared_limiter: std::sync::OnceLock::new(),
+            audit: std::sync::OnceLock::new(),
             cfg,
         };
         svc.prune_revoked().await?;
@@ -464,6 +471,26 @@ impl AuthService {
     /// fallback while Redis is unreachable.
     pub fn share_login_limit(&self, limiter: SharedLimiter) {
         let _ = self.shared_limiter.set(limiter);
+    }
+
+    /// Stores logins in the audit log from now on (the server attaches it; the CLI does not).
+    pub fn attach_audit(&self, audit: Arc<AuditLog>) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// Records a login attempt (HTTP and socket alike), successful or not.
+    fn audit_login(&self, username: &str, ip: &str, failure: Option<(&str, &str)>) {
+        let mut e = AuditEntry::new(&loggable(username), action::LOGIN, "").ip(ip);
+        if let Some((code, reason)) = failure {
+            e = e.failed(code).detail(reason);
+        }
+        match self.audit.get() {
+            Some(a) => a.record(e),
+            // Without a store the line is still logged.
+            None => {
+                tracing::warn!(target: "audit", by = %e.actor, ip, result = %e.result, detail = %e.detail, "login failed")
+            }
+        }
     }
 
     /// Admits a login attempt, counting it from now (see [`Attempt`]).
@@ -533,7 +560,11 @@ impl AuthService {
         ip: &str,
     ) -> Result<IssuedToken, AuthError> {
         let Some(attempt) = self.begin_attempt(username, ip).await else {
-            tracing::warn!(target: "audit", username = ?loggable(username), %ip, reason = "rate limited", "login failed");
+            self.audit_login(
+                username,
+                ip,
+                Some(("rate_limited", "too many failed logins")),
+            );
             return Err(AuthError::RateLimited);
         };
         let found = if username.len() <= 64 && password.len() <= 1024 {
@@ -564,7 +595,7 @@ impl AuthService {
             Ok(m) => m,
             Err(password::Busy) => {
                 attempt.end(Outcome::NotEvaluated).await;
-                tracing::warn!(target: "audit", username = ?loggable(username), %ip, reason = "hashing busy", "login failed");
+                self.audit_login(username, ip, Some(("busy", "password hashing busy")));
                 return Err(AuthError::Busy);
             }
         };
@@ -577,11 +608,14 @@ impl AuthService {
                     Some(u) if !u.enabled && matches => "user disabled",
                     Some(_) => "wrong password",
                 };
-                tracing::warn!(target: "audit", username = ?loggable(username), %ip, reason, "login failed");
+                self.audit_login(username, ip, Some(("invalid_credentials", reason)));
                 return Err(AuthError::InvalidCredentials);
             }
         };
         attempt.end(Outcome::Succeeded).await;
+        if self.audit.get().is_some() {
+            self.audit_login(username, ip, None);
+        }
         let mut state = UserState::from(&user);
         if !self.cfg.multi_login {
             state.tokens_valid_after = self.set_tokens_valid_after(user.id, now_ms()).await?;
@@ -683,6 +717,22 @@ impl AuthService {
             .one(&self.db)
             .await?
             .ok_or(AuthError::InvalidApiKey)?;
+        let now = unix_now();
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t >= API_KEY_LAST_USED_PRECISION)
+        {
+            // At most one write per key a minute, off the request's path.
+            let db = self.db.clone();
+            let id = row.id;
+            tokio::spawn(async move {
+                let _ = api_key::Entity::update_many()
+                    .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
+                    .filter(api_key::Column::Id.eq(id))
+                    .exec(&db)
+                    .await;
+            });
+        }
         Ok(Identity {
             user_id: None,
             username: format!("apikey:{}", row.name),

@@ -58,6 +58,7 @@ use crate::node::{
 };
 use crate::websocket::Registry;
 use crate::websocket::hub::{LocalHub, RecoverReply, RecoverRequest};
+use crate::websocket::monitor::NodeFigures;
 use crate::websocket::registry::{LimitError, LocalTarget, Reservation};
 
 /// A node is alive while its heartbeat is younger than this.
@@ -308,6 +309,47 @@ impl RedisBackend {
             .await;
         self.set_reachable(added.is_ok());
         added.ok().map(|n| n == 1)
+    }
+
+    /// Keeps this node's monitor figures in `figures` (a hash node → JSON) beside its
+    /// heartbeat, where every node's monitor reads them.
+    async fn write_figures(&self, own: &NodeFigures) -> Result<(), NodeError> {
+        let json = serde_json::to_string(own).map_err(unavailable)?;
+        let mut c = self.conn();
+        c.hset::<_, _, _, ()>(self.key("figures"), &self.settings.node, json)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The figures of the nodes whose heartbeat is fresh, this node's being `own`. Entries of
+    /// nodes that stopped heartbeating are removed.
+    async fn read_figures(&self, own: NodeFigures) -> Result<Vec<NodeFigures>, NodeError> {
+        let cutoff = unix_millis() as f64 - NODE_TTL.as_millis() as f64;
+        let mut c = self.conn();
+        let (live, all): (Vec<String>, HashMap<String, String>) = redis::pipe()
+            .zrangebyscore(self.key("nodes"), cutoff, "+inf")
+            .hgetall(self.key("figures"))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut out = vec![own];
+        let mut stale = Vec::new();
+        for (node, json) in all {
+            if node == self.settings.node {
+                continue;
+            }
+            if !live.contains(&node) {
+                stale.push(node);
+                continue;
+            }
+            if let Ok(f) = serde_json::from_str::<NodeFigures>(&json) {
+                out.push(f);
+            }
+        }
+        if !stale.is_empty() {
+            let _ = c.hdel::<_, _, ()>(self.key("figures"), stale).await;
+        }
+        Ok(out)
     }
 
     async fn sweep_node(&self, node: &str) -> Result<usize, NodeError> {

@@ -316,4 +316,13 @@ impl Presence for RedisBackend {
         v.sort();
         Ok(v)
     }
+
+    async fn share_figures(&self, own: &NodeFigures) -> Result<(), NodeError> {
+        self.write_figures(own).await
+    }
+
+    async fn node_figures(&self, own: NodeFigures) -> Result<Vec<NodeFigures>, NodeError> {
+        self.ensure_ready()?;
+        self.read_figures(own).await
+    }
 }

@@ -18,6 +18,7 @@
 //! | `P:ct:<id>` | set | a connection's tags |
 //! | `P:nc:<node>` | set | a node's connections (swept when the node dies) |
 //! | `P:nodes` | zset node, score heartbeat ms | live nodes |
+//! | `P:figures` | hash node → JSON | each node's latest monitor figures (read for live nodes only) |
 //! | `P:stream:<s>:{offset,epoch,history}` | string, string, stream | delivery streams |
 //!
 //! Channels: `P:node:<node>` (what concerns that node's sockets) and `P:all` (sends to

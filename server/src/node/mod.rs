@@ -32,6 +32,7 @@ use crate::auth::AuthService;
 use crate::metrics::Metrics;
 use crate::websocket::Registry;
 use crate::websocket::hub::RecoverRequest;
+use crate::websocket::monitor::NodeFigures;
 use crate::websocket::registry::{LimitError, Reservation};
 
 pub use rows::{OnlinePage, OnlineQuery, Row};
@@ -211,6 +212,18 @@ pub trait Presence: Send + Sync + 'static {
     /// Whether `client` (one of this node's) is a member of `tag`.
     fn holds_tag(&self, client: &Client, tag: &Tag) -> bool {
         client.tags().iter().any(|t| t == tag)
+    }
+
+    /// Makes this node's monitor figures readable by every node. A single node has nobody to
+    /// tell; a cluster keeps them in Redis beside the node's heartbeat.
+    async fn share_figures(&self, _own: &NodeFigures) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    /// The latest monitor figures of every live node, `own` standing for this one. A single
+    /// node is the whole deployment.
+    async fn node_figures(&self, own: NodeFigures) -> Result<Vec<NodeFigures>, NodeError> {
+        Ok(vec![own])
     }
 }
 
@@ -442,6 +455,25 @@ impl Node {
     /// Tags with members.
     pub async fn tag_counts(&self) -> Result<Vec<(String, usize)>, NodeError> {
         self.presence.tag_counts().await
+    }
+
+    /// Shares this node's monitor figures with the other nodes (see [`Node::node_figures`]).
+    pub async fn share_figures(&self, own: &NodeFigures) -> Result<(), NodeError> {
+        self.presence.share_figures(own).await
+    }
+
+    /// The monitor figures of every live node, this one's being `own`: just `own` on a single
+    /// node, and what each node last shared in a cluster.
+    pub async fn node_figures(&self, own: NodeFigures) -> Result<Vec<NodeFigures>, NodeError> {
+        self.presence.node_figures(own).await
+    }
+
+    /// Pushes to this node's own members of `tag` only, outside any stream (no offset, no
+    /// history). For per-node pushes such as the monitor's, where every node serves its own
+    /// subscribers and a lost push is replaced by the next.
+    pub fn push_to_local_tag(&self, tag: &Tag, push: &Push) -> usize {
+        self.registry
+            .deliver_tag(tag, &crate::websocket::registry::encode(push, None), None)
     }
 
     /// Registers a new connection (see [`Presence::attach`]).

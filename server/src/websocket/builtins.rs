@@ -1,4 +1,5 @@
-//! Built-in events: `ping`, `join`, `quit`, `publish`, `login`, `recover`.
+//! Built-in events: `ping`, `join`, `quit`, `publish`, `login`, `recover`, and the monitor's
+//! `admin/monitor/trends` and `admin/monitor/runInfo`.
 
 use std::sync::Arc;
 
@@ -6,16 +7,23 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_sdk::event::{EventError, bind};
 use switchboard_sdk::protocol::{Data, Push, code};
-use switchboard_sdk::{Client, Tag};
+use switchboard_sdk::{Client, Role, Tag};
 
-use super::WsState;
+use super::{WsState, monitor};
 use crate::node::NodeError;
 
 /// Whether `event` is handled here.
 pub fn is_builtin(event: &str) -> bool {
     matches!(
         event,
-        "ping" | "join" | "quit" | "publish" | "login" | "recover"
+        "ping"
+            | "join"
+            | "quit"
+            | "publish"
+            | "login"
+            | "recover"
+            | monitor::TRENDS
+            | monitor::RUN_INFO
     )
 }
 
@@ -138,6 +146,31 @@ pub async fn handle(
         "recover" => {
             let req: super::hub::RecoverRequest = bind(&data)?;
             state.node.recover(client, req).await
+        }
+        monitor::TRENDS | monitor::RUN_INFO => {
+            if !client
+                .identity()
+                .is_some_and(|i| i.has_role(Role::Operator))
+            {
+                return Err(EventError::forbidden(
+                    "the monitor requires the operator role",
+                ));
+            }
+            // Asking subscribes: from now on the figures are pushed every interval.
+            let tag = Tag::parse(monitor::TAG).expect("the monitor tag is valid");
+            if !state.node.holds_tag(client, &tag) {
+                state
+                    .node
+                    .change_own_tag(client, true, &tag)
+                    .await
+                    .map_err(node_error)?;
+            }
+            let figures = if event == monitor::TRENDS {
+                state.monitor.trends().await
+            } else {
+                state.monitor.run_info().await
+            };
+            figures.map_err(node_error)
         }
         _ => Err(EventError::not_found(format!("unknown event `{event}`"))),
     }

@@ -6,6 +6,7 @@ pub mod handshake;
 pub mod history;
 pub mod hub;
 pub mod io;
+pub mod monitor;
 pub mod ratelimit;
 pub mod registry;
 pub mod useragent;
@@ -45,6 +46,8 @@ pub struct WsState {
     pub proxies: TrustedProxies,
     /// Whether the socket path is on the exemption list (anonymous clients may `login`).
     pub socket_exempt: bool,
+    /// The monitor events' figures.
+    pub monitor: Arc<monitor::Monitor>,
 }
 
 impl WsState {

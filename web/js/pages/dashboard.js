@@ -1,4 +1,5 @@
-// Dashboard: this browser's connection (state, client id, latency) and the live log of pushes.
+// Dashboard: this browser's connection (state, client id, latency), the cluster-wide totals
+// (operators: from GET /api/websocket/stats every 5 s) and the live log of pushes.
 
 import { h, replace } from '../dom.js';
 import { pageHeader, card, button, details } from './common.js';
@@ -35,15 +36,50 @@ export default {
     const empty = h('p', { class: 'empty' }, 'No events yet. Pushes to you, your tags or everyone appear here as they arrive.');
     const logCount = h('span', { class: 'muted small' });
 
+    const totals = ctx.hasRole('operator') ? buildTotals() : null;
+
     main.append(
       pageHeader('Dashboard', 'Your own WebSocket connection to Switchboard, live.', pingButton,
         button('Reconnect', () => ctx.socket && ctx.socket.reconnect(), { kind: 'ghost' })),
       stats,
+      totals ? totals.el : null,
       h('div', { class: 'grid-2' },
         card('This connection', infoBox),
         card('Live log',
           h('div', { class: 'toolbar' }, logCount, button('Clear', () => ctx.log.clear(), { kind: 'ghost', class: 'btn btn-ghost btn-sm' })),
           empty, logList)));
+
+    /** Everyone connected, on every node: the same counts as the online list. */
+    function buildTotals() {
+      const value = (testid) => h('span', { 'data-testid': testid }, '—');
+      const connections = value('total-connections');
+      const users = value('total-users');
+      const tags = value('total-tags');
+      const node = value('total-node');
+      const note = h('p', { class: 'muted small' });
+      const el = card('All connections',
+        h('div', { class: 'stats' },
+          stat('Connections', connections, h('span', { class: 'stat-note' }, 'cluster-wide')),
+          stat('Users', users, h('span', { class: 'stat-note' }, 'with at least one connection')),
+          stat('Tags', tags, h('span', { class: 'stat-note' }, 'with members')),
+          stat('This panel is served by', node, h('span', { class: 'stat-note' }, 'node'))),
+        note);
+      async function load() {
+        try {
+          const s = await ctx.api.stats();
+          connections.textContent = String(s.connections);
+          users.textContent = String(s.users);
+          tags.textContent = String(s.tags);
+          node.textContent = s.node;
+          note.textContent = `updated ${formatTime(new Date())}`;
+        } catch (err) {
+          note.textContent = `totals unavailable: ${err.message}`;
+        }
+      }
+      load();
+      ctx.every(5000, () => { if (document.visibilityState !== 'hidden') load(); });
+      return { el };
+    }
 
     function stat(label, value, note) {
       return h('div', { class: 'stat card' }, h('p', { class: 'stat-label' }, label), h('p', { class: 'stat-value' }, value), note);

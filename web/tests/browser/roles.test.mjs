@@ -1,4 +1,5 @@
-// Role decides which pages show: a member sees the dashboard and hgexample only.
+// Role decides which pages show: a member sees the dashboard and hgexample only, not the
+// operator pages nor the admin pages.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,17 +30,19 @@ test('a member does not see operator pages', async () => {
   const nav = page.getByRole('navigation', { name: 'Main' });
   assert.equal(await nav.getByRole('link', { name: 'Dashboard' }).count(), 1);
   assert.equal(await nav.getByRole('link', { name: 'hgexample' }).count(), 1);
-  for (const name of ['Online users', 'Send', 'Tags']) {
-    assert.equal(await nav.getByRole('link', { name }).count(), 0, `no ${name} link`);
+  for (const name of ['Online users', 'Send', 'Tags', 'Monitor', 'Users', 'API keys', 'Audit log']) {
+    assert.equal(await nav.getByRole('link', { name, exact: true }).count(), 0, `no ${name} link`);
   }
   assert.match(await page.getByTestId('user-name').textContent(), /mia/);
 
   // Typing the address of an operator page does not show it either.
-  for (const route of ['#/online', '#/send', '#/tags']) {
+  for (const [route, role] of [['#/online', 'operator'], ['#/send', 'operator'], ['#/tags', 'operator'], ['#/monitor', 'operator'], ['#/users', 'admin'], ['#/apikeys', 'admin'], ['#/audit', 'admin']]) {
     await page.evaluate((r) => { location.hash = r; }, route);
     await page.waitForURL(/#\/dashboard$/);
-    await page.locator('[data-testid="toast"]', { hasText: 'needs the operator role' }).first().waitFor();
+    await page.locator('[data-testid="toast"]', { hasText: `needs the ${role} role` }).first().waitFor();
   }
+  // Nor the cluster totals (they need the operator role).
+  assert.equal(await page.getByTestId('total-connections').count(), 0);
   assert.equal(await page.getByRole('heading', { level: 1, name: 'Online users' }).count(), 0);
   assertNoPageErrors(page);
   await page.close();

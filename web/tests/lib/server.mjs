@@ -167,10 +167,11 @@ export class TestServer {
 
   // ---- HTTP helpers for test setup
 
-  /** Call the API; returns {status, body}. */
-  async http(method, urlPath, { body, token } = {}) {
+  /** Call the API; returns {status, body}. `apiKey` is sent as X-API-Key. */
+  async http(method, urlPath, { body, token, apiKey } = {}) {
     const headers = { Accept: 'application/json' };
     if (token) headers.Authorization = `Bearer ${token}`;
+    if (apiKey) headers['X-API-Key'] = apiKey;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const res = await fetch(this.url + urlPath, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await res.text();

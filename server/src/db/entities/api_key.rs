@@ -19,6 +19,8 @@ pub struct Model {
     pub prefix: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// When a request last presented it, unix seconds (updated at most once a minute).
+    pub last_used_at: Option<i64>,
 }
 
 /// No relations.
