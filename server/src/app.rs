@@ -222,13 +222,16 @@ impl Application {
                 tracing::info!(node = %node, "cluster mode on Redis");
                 (backend.clone(), backend.clone(), Some(backend))
             };
-        let node_facade = Arc::new(Node::new(
-            registry.clone(),
-            broker,
-            presence,
-            auth.clone(),
-            metrics.clone(),
-        ));
+        let node_facade = Arc::new(
+            Node::new(
+                registry.clone(),
+                broker,
+                presence,
+                auth.clone(),
+                metrics.clone(),
+            )
+            .with_send_queue_bytes(cfg.websocket.send_queue_bytes),
+        );
         if let Some(backend) = &redis {
             let consumer = QueueConsumer {
                 client: backend.client().clone(),
@@ -447,7 +450,15 @@ impl Application {
         let timeout = self.state.cfg.server.shutdown_timeout;
         let settings = crate::http::Settings::from_config(&self.state.cfg.server);
         let route = crate::web::BrowserPolicy::new(self.route, self.state.clone()).boxed();
-        crate::http::serve(self.listener, route, settings, self.shutdown.clone()).await;
+        let metrics = self.state.ws.metrics.clone();
+        crate::http::serve(
+            self.listener,
+            route,
+            settings,
+            metrics,
+            self.shutdown.clone(),
+        )
+        .await;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(timeout, self.tasks.wait())

@@ -32,6 +32,26 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
         .body(body.to_string())
 }
 
+/// A complete HTTP/1.1 response carrying the JSON error shape, written straight to a socket
+/// where no handler runs: the request head itself was refused (see `http::head`). It closes
+/// the connection and carries the same browser-policy headers as every other answer (nothing
+/// may frame, sniff or script it).
+pub fn raw_json_error(status: StatusCode, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\
+         content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n\
+         x-frame-options: DENY\r\nreferrer-policy: no-referrer\r\n\
+         x-content-type-options: nosniff\r\n\r\n{}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len(),
+        body
+    )
+    .into_bytes()
+}
+
 fn code_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "bad_request",

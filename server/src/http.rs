@@ -15,7 +15,17 @@
 //!   read, but its request must carry a valid token or API key (the auth middleware checks it);
 //!   anything else is answered 503 at once, before the body is read.
 //!
+//! - request heads: each is checked before hyper parses it (see [`head`]); a malformed head
+//!   is answered 400, one over [`head::MAX_HEAD_BYTES`] or [`head::MAX_HEADERS`] 431.
+//!
 //! All these answers are JSON `{code, message}` and close the connection.
+//!
+//! When `accept` itself fails (at the open-files limit, say), the loop backs off instead of
+//! spinning; see [`accept`].
+
+pub mod accept;
+mod framing;
+pub mod head;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -36,6 +46,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
 use crate::error::json_error;
+use crate::metrics::Metrics;
+use head::{HeadGate, InFlight};
 
 /// The limits of the HTTP layer, from `[server]`.
 #[derive(Clone, Debug)]
@@ -218,10 +230,11 @@ fn too_large(settings: &Settings) -> Response {
 }
 
 /// A response body that tells the connection's watchdog when the response is done, which
-/// starts the keep-alive idle timer.
+/// starts the keep-alive idle timer, and the head gate that no request is in flight.
 struct IdleOnEnd<B> {
     inner: B,
     phase: Arc<watch::Sender<Option<Instant>>>,
+    in_flight: Arc<InFlight>,
     keepalive: Duration,
 }
 
@@ -229,6 +242,7 @@ impl<B> IdleOnEnd<B> {
     fn idle(&self) {
         self.phase
             .send_replace(Some(Instant::now() + self.keepalive));
+        self.in_flight.end();
     }
 }
 
@@ -264,6 +278,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     route: poem::endpoint::BoxEndpoint<'static, Response>,
     settings: Settings,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let local_addr = match listener.local_addr() {
@@ -278,19 +293,25 @@ pub async fn serve(
     let slots = (settings.max_unauthenticated > 0)
         .then(|| Arc::new(Semaphore::new(settings.max_unauthenticated)));
     let conns = TaskTracker::new();
+    let mut backoff = accept::AcceptBackoff::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = backoff.failed(&e, &metrics);
+                    if !pause.is_zero() {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
+                    }
                     continue;
                 }
             },
         };
+        backoff.accepted();
         tracing::trace!(%peer, "connection accepted");
         // Small frames (pushes, replies) must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
@@ -324,17 +345,27 @@ async fn serve_connection(
     let (phase_tx, mut phase_rx) = watch::channel(Some(Instant::now() + settings.header_timeout));
     let phase = Arc::new(phase_tx);
     let local = poem::web::LocalAddr(poem::Addr::SocketAddr(local_addr));
+    let in_flight = Arc::new(InFlight::default());
+    let io = HeadGate::new(stream, in_flight.clone());
     let service = {
         let phase = phase.clone();
         let settings = settings.clone();
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             phase.send_replace(None);
+            in_flight.start();
+            let in_flight = in_flight.clone();
             let deadline = Instant::now() + settings.body_timeout;
             let route = route.clone();
             let settings = settings.clone();
             let phase = phase.clone();
             // A WebSocket upgrade keeps hyper's own handle (see `RawUpgrade`), so the
             // socket task gets the bare TcpStream back.
+            // The head gate stops framing after a request that asks for an upgrade, so
+            // one that is not switched ends the connection (below): every head hyper reads
+            // has been checked.
+            let wants_upgrade = req.method() == hyper::Method::CONNECT
+                || (req.version() == hyper::Version::HTTP_11
+                    && req.headers().contains_key(hyper::header::UPGRADE));
             if req.headers().contains_key(hyper::header::UPGRADE) {
                 if let Some(raw) = crate::websocket::handshake::RawUpgrade::extract(&mut req) {
                     req.extensions_mut().insert(raw);
@@ -378,11 +409,17 @@ async fn serve_connection(
                         _ => resp,
                     }
                 };
+                let resp = if wants_upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    closing(resp)
+                } else {
+                    resp
+                };
                 let resp: hyper::Response<_> = resp.into();
                 let keepalive = settings.keepalive_timeout;
                 Ok::<_, std::convert::Infallible>(resp.map(|inner| IdleOnEnd {
                     inner,
                     phase,
+                    in_flight,
                     keepalive,
                 }))
             }
@@ -393,7 +430,7 @@ async fn serve_connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(None)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     loop {
@@ -418,4 +455,21 @@ async fn serve_connection(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// The socket of a connection hyper has switched to another protocol (a WebSocket), with the
+/// bytes already read past the upgrade request, in order; `None` if it is not one of ours.
+pub fn upgraded_socket(
+    upgraded: hyper::upgrade::Upgraded,
+) -> Option<(tokio::net::TcpStream, Vec<u8>)> {
+    let parts = upgraded
+        .downcast::<hyper_util::rt::TokioIo<HeadGate<tokio::net::TcpStream>>>()
+        .ok()?;
+    let (socket, held) = parts.io.into_inner().into_parts();
+    // hyper read its part before the gate's: its buffer comes first. Both are copied out, so
+    // no 8 KiB read buffer stays alive for the life of the connection.
+    let mut early = Vec::with_capacity(parts.read_buf.len() + held.len());
+    early.extend_from_slice(&parts.read_buf);
+    early.extend_from_slice(&held);
+    Some((socket, early))
 }

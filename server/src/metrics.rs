@@ -16,6 +16,43 @@ pub fn is_known_close_code(code: u16) -> bool {
     )
 }
 
+/// Why an `accept` failed, as the label of `switchboard_accept_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptErrorKind {
+    /// The process is at its open-files limit (`EMFILE`).
+    ProcessFiles,
+    /// The system is at its open-files limit (`ENFILE`).
+    SystemFiles,
+    /// The kernel is out of buffers or memory (`ENOBUFS`, `ENOMEM`).
+    Memory,
+    /// The peer gave up on the connection before it was accepted.
+    Aborted,
+    /// Anything else.
+    Other,
+}
+
+impl AcceptErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [AcceptErrorKind; 5] = [
+        AcceptErrorKind::ProcessFiles,
+        AcceptErrorKind::SystemFiles,
+        AcceptErrorKind::Memory,
+        AcceptErrorKind::Aborted,
+        AcceptErrorKind::Other,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AcceptErrorKind::ProcessFiles => "emfile",
+            AcceptErrorKind::SystemFiles => "enfile",
+            AcceptErrorKind::Memory => "nomem",
+            AcceptErrorKind::Aborted => "aborted",
+            AcceptErrorKind::Other => "other",
+        }
+    }
+}
+
 /// A monotonically increasing counter.
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -128,8 +165,12 @@ pub struct Metrics {
     pub queue_drops: Counter,
     /// Inbound frames refused by the rate limit.
     pub rate_limited: Counter,
+    /// Sends refused because the push was larger than a send queue can take.
+    pub oversized_pushes: Counter,
     /// Connections accepted since start.
     pub connects: Counter,
+    /// Failed `accept` calls, by [`AcceptErrorKind`] (in [`AcceptErrorKind::ALL`] order).
+    accept_errors: [Counter; 5],
     /// Audit rows not stored: the writer's queue was full, or the database refused them.
     pub audit_dropped: Counter,
     /// Closes by code, for the codes that keep a label (see [`is_known_close_code`]).
@@ -143,6 +184,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts a failed `accept`.
+    pub fn accept_error(&self, kind: AcceptErrorKind) {
+        self.accept_errors[kind as usize].inc();
+    }
+
+    /// Failed `accept` calls of one kind.
+    pub fn accept_errors(&self, kind: AcceptErrorKind) -> u64 {
+        self.accept_errors[kind as usize].get()
+    }
+
     /// Counts a close.
     pub fn closed(&self, code: u16) {
         if !is_known_close_code(code) {
@@ -236,6 +287,12 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "switchboard_oversized_pushes_total",
+            "Sends refused because the push was larger than a send queue can take.",
+            self.oversized_pushes.get(),
+        );
+        counter(
+            &mut out,
             "switchboard_connects_total",
             "Connections accepted.",
             self.connects.get(),
@@ -246,6 +303,18 @@ impl Metrics {
             "Audit rows not stored (queue full or database error); their log lines were written.",
             self.audit_dropped.get(),
         );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_accept_errors_total Failed accepts of new TCP connections, by kind.\n# TYPE switchboard_accept_errors_total counter"
+        );
+        for kind in AcceptErrorKind::ALL {
+            let _ = writeln!(
+                out,
+                "switchboard_accept_errors_total{{kind=\"{}\"}} {}",
+                kind.label(),
+                self.accept_errors(kind)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP switchboard_closes_total Connections closed, by close code.\n# TYPE switchboard_closes_total counter"

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// Conflicts with existing state.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The request, or what it asks to send, is larger than a limit allows.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// Too many requests.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>),
@@ -84,6 +87,10 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>) -> Self {
         ApiError::Conflict(body("conflict", message))
     }
+    /// 413 with a machine code; the message names the limit and the size.
+    pub fn payload_too_large(code: &str, message: impl Into<String>) -> Self {
+        ApiError::PayloadTooLarge(body(code, message))
+    }
     /// 429.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         ApiError::TooManyRequests(body("rate_limited", message))
@@ -105,6 +112,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -118,6 +126,7 @@ impl ApiError {
             | ApiError::Forbidden(b)
             | ApiError::NotFound(b)
             | ApiError::Conflict(b)
+            | ApiError::PayloadTooLarge(b)
             | ApiError::TooManyRequests(b)
             | ApiError::Internal(b)
             | ApiError::Unavailable(b) => b,

@@ -73,6 +73,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// The largest frame a queue of `limit` bytes can ever take (when it is empty); a larger
+    /// one would overflow it and close the connection with 4008 however fast the client reads.
+    pub fn largest_frame(limit: usize) -> usize {
+        limit.max(FRAME_OVERHEAD) - FRAME_OVERHEAD
+    }
+
     /// A queue holding at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
         Outbox {

@@ -30,6 +30,8 @@ pub mod code {
     pub const NOT_FOUND: i32 = 404;
     /// Conflicting state (e.g. `login` on an identified connection).
     pub const CONFLICT: i32 = 409;
+    /// What the request asks to send is larger than a recipient's send queue can hold.
+    pub const TOO_LARGE: i32 = 413;
     /// Rate limited.
     pub const RATE_LIMITED: i32 = 429;
     /// The handler panicked; the connection lives on.

@@ -28,6 +28,9 @@ impl From<NodeError> for ApiError {
             })),
             NodeError::TooManyTags(_) => ApiError::conflict(e.to_string()),
             NodeError::Limit(_) => ApiError::too_many_requests(e.to_string()),
+            NodeError::TooLarge { .. } => {
+                ApiError::payload_too_large("push_too_large", e.to_string())
+            }
         }
     }
 }

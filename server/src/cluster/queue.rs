@@ -16,7 +16,7 @@ use serde_json::Value;
 use switchboard_sdk::protocol::{MAX_EVENT_LEN, Push};
 use switchboard_sdk::{Audience, ClientId, Tag, UserId};
 
-use crate::node::Node;
+use crate::node::{Node, NodeError};
 
 /// A send command on the queue stream (the hydra api → queue → ws pattern).
 #[derive(Debug, Deserialize)]
@@ -206,6 +206,8 @@ async fn handle(
                 // Not acknowledged while the cluster is down: it stays pending and is retried.
                 Ok((audience, push)) => match node.send(&audience, &push).await {
                     Ok(n) => Ok(n),
+                    // No retry can make it fit: moved aside like any bad entry.
+                    Err(e @ NodeError::TooLarge { .. }) => Err(e.to_string()),
                     Err(e) => {
                         tracing::debug!(id = %entry.id, error = %e, "queue entry left pending");
                         return;

@@ -58,6 +58,18 @@ pub enum NodeError {
     /// A connection limit was reached.
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// The push, encoded, is larger than a connection's send queue can ever hold: sent, it
+    /// would close every recipient with 4008, so it is refused before it is numbered.
+    #[error(
+        "the push is {size} bytes encoded; a connection's send queue takes frames of at most \
+         {limit} bytes (websocket.send_queue_bytes)"
+    )]
+    TooLarge {
+        /// Its encoded size, as a recipient would get it.
+        size: usize,
+        /// The largest frame a send queue can take.
+        limit: usize,
+    },
 }
 
 /// Cluster-wide totals.
@@ -223,6 +235,39 @@ pub struct Node {
     presence: Arc<dyn Presence>,
     auth: Arc<AuthService>,
     metrics: Arc<Metrics>,
+    /// The largest encoded push a recipient's send queue can take.
+    largest_push: usize,
+}
+
+/// Room the stream fields (`stream`, `offset`, `epoch`) of a numbered push may take beyond
+/// the stream's name: the keys and quotes, a `u64` offset and an epoch name, which the history
+/// layers keep far shorter than the 64 bytes allowed for it here.
+const POSITION_ROOM: usize = r#","stream":"","offset":,"epoch":"""#.len() + 20 + 64;
+
+/// Counts the bytes a serialiser writes, without keeping them.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The size of `push` as a recipient of `audience` gets it, at most (the stream fields are
+/// counted at their largest).
+pub fn encoded_size(audience: &Audience, push: &Push) -> usize {
+    let mut count = ByteCount(0);
+    let envelope = switchboard_sdk::protocol::Envelope::new(&push.event, &push.data);
+    // Serialising strings, numbers and JSON values into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, &envelope);
+    let position = audience
+        .stream()
+        .map_or(0, |stream| stream.len() + POSITION_ROOM);
+    count.0 + position
 }
 
 impl Node {
@@ -251,15 +296,32 @@ impl Node {
             presence,
             auth,
             metrics,
+            largest_push: usize::MAX,
         }
     }
 
+    /// Refuses pushes larger than a send queue of `send_queue_bytes` can take.
+    pub fn with_send_queue_bytes(mut self, send_queue_bytes: usize) -> Self {
+        self.largest_push = switchboard_sdk::outbox::Outbox::largest_frame(send_queue_bytes);
+        self
+    }
+
+    /// Every send passes here: a push no recipient could take is refused before the broker
+    /// numbers it in its stream or anything is delivered.
     async fn publish(
         &self,
         audience: &Audience,
         push: &Push,
         except: Option<&ClientId>,
     ) -> Result<usize, NodeError> {
+        let size = encoded_size(audience, push);
+        if size > self.largest_push {
+            self.metrics.oversized_pushes.inc();
+            return Err(NodeError::TooLarge {
+                size,
+                limit: self.largest_push,
+            });
+        }
         let start = std::time::Instant::now();
         let res = self.broker.publish(audience, push, except).await;
         self.metrics.send_seconds.observe(start.elapsed());

@@ -68,6 +68,7 @@ pub fn node_error(e: NodeError) -> EventError {
         NodeError::TooManyTags(_) => EventError::forbidden(e.to_string()),
         NodeError::Limit(_) => EventError::new(code::RATE_LIMITED, e.to_string()),
         NodeError::Unavailable(_) => EventError::new(code::INTERNAL, e.to_string()),
+        NodeError::TooLarge { .. } => EventError::new(code::TOO_LARGE, e.to_string()),
     }
 }
 

@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use hyper_util::rt::TokioIo;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Request, Response};
 use switchboard_sdk::{Client, ClientInfo, Identity};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
@@ -201,20 +199,17 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
     let config = ws_config(&state);
     let task_state = state.clone();
     state.tasks.spawn(async move {
+        // Whatever was read past the request head belongs to the WebSocket.
         let upgraded = match on_upgrade.await {
-            Ok(u) => u.downcast::<TokioIo<TcpStream>>().ok(),
+            Ok(u) => crate::http::upgraded_socket(u),
             Err(_) => None,
         };
-        // Whatever hyper read past the request head belongs to the WebSocket. It is copied
-        // out: the `Bytes` would keep hyper's whole read buffer (8 KiB) alive for the life of
-        // the connection.
-        let Some(parts) = upgraded else {
+        let Some((io, early)) = upgraded else {
             if !echo {
                 task_state.node.detach(&client).await;
             }
             return;
         };
-        let (io, early) = (parts.io.into_inner(), parts.read_buf.to_vec());
         let ws = WebSocketStream::from_partially_read(
             SocketIo::new(io),
             early,

@@ -330,3 +330,10 @@ pub async fn scratch_database(url: &str, name: &str) -> String {
     let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
     format!("{server}/{name}{query}")
 }
+
+mod raw_http;
+#[allow(unused_imports)]
+pub use raw_http::*;
+mod proc_stats;
+#[allow(unused_imports)]
+pub use proc_stats::*;
