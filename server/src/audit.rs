@@ -203,34 +203,45 @@ impl AuditLog {
 
     /// Logs the action (target `audit`) and queues its row; never waits.
     pub fn record(&self, e: AuditEntry) {
-        let AuditEntry {
-            actor,
-            action,
-            target,
-            result,
-            count,
-            ip,
-            detail,
-        } = e;
-        if result == OK {
-            tracing::info!(target: "audit", by = %actor, to = %target, count, ip = %ip, detail = %detail, result = %result, "{action}");
-        } else {
-            tracing::warn!(target: "audit", by = %actor, to = %target, count, ip = %ip, detail = %detail, result = %result, "{action} failed");
-        }
-        let row = entity::ActiveModel {
-            at: Set(unix_now()),
-            actor: Set(cut(actor)),
-            action: Set(action.to_string()),
-            target: Set(cut(target)),
-            result: Set(cut(result)),
-            count: Set(count),
-            ip: Set(cut(ip)),
-            detail: Set(cut(detail)),
-            ..Default::default()
-        };
-        if self.tx.try_send(row).is_err() {
+        if self.tx.try_send(logged_row(e)).is_err() {
             self.metrics.audit_dropped.inc();
         }
+    }
+}
+
+/// Logs the action and stores its row at once, for one-shot processes (the CLI) that have no
+/// writer task to queue for.
+pub async fn record_now(db: &DatabaseConnection, e: AuditEntry) -> Result<(), DbErr> {
+    entity::Entity::insert(logged_row(e)).exec(db).await?;
+    Ok(())
+}
+
+/// Writes the `audit` log line of an entry and turns it into its row.
+fn logged_row(e: AuditEntry) -> entity::ActiveModel {
+    let AuditEntry {
+        actor,
+        action,
+        target,
+        result,
+        count,
+        ip,
+        detail,
+    } = e;
+    if result == OK {
+        tracing::info!(target: "audit", by = %actor, to = %target, count, ip = %ip, detail = %detail, result = %result, "{action}");
+    } else {
+        tracing::warn!(target: "audit", by = %actor, to = %target, count, ip = %ip, detail = %detail, result = %result, "{action} failed");
+    }
+    entity::ActiveModel {
+        at: Set(unix_now()),
+        actor: Set(cut(actor)),
+        action: Set(action.to_string()),
+        target: Set(cut(target)),
+        result: Set(cut(result)),
+        count: Set(count),
+        ip: Set(cut(ip)),
+        detail: Set(cut(detail)),
+        ..Default::default()
     }
 }
 

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use switchboard::Config;
 use switchboard::addons::Addons;
+use switchboard::audit::{self, AuditEntry, action};
 use switchboard::auth::AuthService;
 use switchboard::auth::service::UserPatch;
 use switchboard::db;
@@ -194,6 +195,29 @@ async fn auth_service(
     Ok((auth, conn))
 }
 
+/// Who the audit log names for a CLI change: the operating-system user who ran it.
+fn cli_actor() -> String {
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() => format!("cli:{u}"),
+        _ => "cli".to_string(),
+    }
+}
+
+/// Stores a CLI change in the audit log, as the API stores its own.
+async fn audit_cli(
+    conn: &DatabaseConnection,
+    action: &'static str,
+    target: String,
+    detail: String,
+) {
+    let entry = AuditEntry::new(&cli_actor(), action, target)
+        .ip("local")
+        .detail(detail);
+    if let Err(e) = audit::record_now(conn, entry).await {
+        eprintln!("warning: the change was made but could not be audited: {e}");
+    }
+}
+
 async fn find_user(auth: &AuthService, username: &str) -> anyhow::Result<i64> {
     let found = auth
         .list_users()
@@ -290,8 +314,10 @@ pub async fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             role,
             db,
         } => {
-            let (auth, _) = auth_service(cfg, db).await?;
+            let (auth, conn) = auth_service(cfg, db).await?;
             let u = auth.create_user(&username, &password, &[role]).await?;
+            let detail = format!("{} with role {role}", u.username);
+            audit_cli(&conn, action::USER_CREATE, format!("user:{}", u.id), detail).await;
             println!("created user {} (id {}) with role {role}", u.username, u.id);
         }
         UserAction::List { db } => {
@@ -314,7 +340,7 @@ pub async fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             password,
             db,
         } => {
-            let (auth, _) = auth_service(cfg, db).await?;
+            let (auth, conn) = auth_service(cfg, db).await?;
             let id = find_user(&auth, &username).await?;
             let password = match password {
                 Some(p) => p,
@@ -328,6 +354,8 @@ pub async fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
                 },
             )
             .await?;
+            let detail = format!("{username}: password");
+            audit_cli(&conn, action::USER_UPDATE, format!("user:{id}"), detail).await;
             println!("password of {username} (id {id}) changed; their old tokens no longer work");
         }
         UserAction::Disable { username, db } => set_enabled(cfg, db, &username, false).await?,
@@ -364,10 +392,10 @@ async fn set_enabled(
         },
     )
     .await?;
-    println!(
-        "{username} (id {id}) {}",
-        if enabled { "enabled" } else { "disabled" }
-    );
+    let state = if enabled { "enabled" } else { "disabled" };
+    let detail = format!("{username}: {state}");
+    audit_cli(&conn, action::USER_UPDATE, format!("user:{id}"), detail).await;
+    println!("{username} (id {id}) {state}");
     Ok(())
 }
 
@@ -375,8 +403,10 @@ async fn set_enabled(
 pub async fn apikey(cfg: &Config, action: ApiKeyAction) -> anyhow::Result<()> {
     match action {
         ApiKeyAction::Create { name, db } => {
-            let (auth, _) = auth_service(cfg, db).await?;
+            let (auth, conn) = auth_service(cfg, db).await?;
             let k = auth.create_api_key(&name).await?;
+            let target = format!("apikey:{}", k.id);
+            audit_cli(&conn, action::APIKEY_CREATE, target, k.name.clone()).await;
             println!("{}", k.key);
             eprintln!(
                 "API key `{}` (id {}) created; it is shown only this once",
@@ -398,7 +428,7 @@ pub async fn apikey(cfg: &Config, action: ApiKeyAction) -> anyhow::Result<()> {
             }
         }
         ApiKeyAction::Revoke { id, db } => {
-            let (auth, _) = auth_service(cfg, db).await?;
+            let (auth, conn) = auth_service(cfg, db).await?;
             let name = auth
                 .list_api_keys()
                 .await?
@@ -409,6 +439,13 @@ pub async fn apikey(cfg: &Config, action: ApiKeyAction) -> anyhow::Result<()> {
                 bail!("no API key with id {id} (see `switchboard apikey list`)");
             };
             auth.delete_api_key(id).await?;
+            audit_cli(
+                &conn,
+                action::APIKEY_REVOKE,
+                format!("apikey:{id}"),
+                name.clone(),
+            )
+            .await;
             println!("API key `{name}` (id {id}) revoked");
         }
     }

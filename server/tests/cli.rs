@@ -544,3 +544,117 @@ async fn passwd_on_a_terminal_does_not_echo_the_password() {
     );
     server.stop();
 }
+
+#[tokio::test]
+async fn changes_made_from_the_command_line_are_in_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &[("SWITCHBOARD_AUTH__ADMIN_PASSWORD", ADMIN_PW)],
+    );
+    let env = [("USER", "ops-oncall")];
+    let create = [
+        "user",
+        "create",
+        "--username",
+        "carol",
+        "--password",
+        "carol-password-1",
+    ];
+    run(dir.path(), &create, &env, None).ok();
+    let passwd = [
+        "user",
+        "passwd",
+        "--username",
+        "carol",
+        "--password",
+        "carol-password-2",
+    ];
+    run(dir.path(), &passwd, &env, None).ok();
+    run(
+        dir.path(),
+        &["user", "disable", "--username", "carol"],
+        &env,
+        None,
+    )
+    .ok();
+    run(
+        dir.path(),
+        &["apikey", "create", "--name", "svc"],
+        &env,
+        None,
+    )
+    .ok();
+    run(dir.path(), &["apikey", "revoke", "--id", "1"], &env, None).ok();
+
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(server.url("/api/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PW}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let page: serde_json::Value = http
+        .get(server.url("/api/audit?actor=cli:ops-oncall&pageSize=50"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut seen: Vec<(String, String, String)> = page["list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|r| {
+            assert_eq!(r["result"], "ok", "{r}");
+            assert_eq!(r["ip"], "local", "{r}");
+            (
+                r["action"].as_str().unwrap().to_string(),
+                r["target"].as_str().unwrap().to_string(),
+                r["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let user_target = seen
+        .iter()
+        .find(|(a, ..)| a == "user.create")
+        .map(|(_, t, _)| t.clone())
+        .unwrap_or_else(|| panic!("no user.create in {seen:?}"));
+    let mut want = vec![
+        (
+            "apikey.create".to_string(),
+            "apikey:1".to_string(),
+            "svc".to_string(),
+        ),
+        (
+            "apikey.revoke".to_string(),
+            "apikey:1".to_string(),
+            "svc".to_string(),
+        ),
+        (
+            "user.create".to_string(),
+            user_target.clone(),
+            "carol with role member".to_string(),
+        ),
+        (
+            "user.update".to_string(),
+            user_target.clone(),
+            "carol: disabled".to_string(),
+        ),
+        (
+            "user.update".to_string(),
+            user_target,
+            "carol: password".to_string(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+    server.stop();
+}

@@ -304,7 +304,10 @@ async fn unauthenticated_connections_past_the_cap_are_refused_but_token_holders_
         if raw_request(&host, "", "/healthz").await.0 == 503 {
             break;
         }
-        assert!(squatters.len() < 3, "three anonymous connections did not fill a cap of 3");
+        assert!(
+            squatters.len() < 3,
+            "three anonymous connections did not fill a cap of 3"
+        );
     }
 
     let (status, head, body) = raw_request(&host, "", "/api/auth/login").await;
