@@ -4,7 +4,6 @@
 //! The PostgreSQL and MySQL cases need SWITCHBOARD_TEST_POSTGRES_URL and
 //! SWITCHBOARD_TEST_MYSQL_URL; unset, they report themselves skipped.
 
-mod binary;
 mod common;
 
 use std::path::Path;
