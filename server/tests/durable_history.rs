@@ -203,8 +203,30 @@ async fn a_kill_mid_traffic_loses_nothing_silently() {
     let (status, _) = p.server.stop();
     assert!(status.success());
 
-    // Second run: pushes flow through the HTTP API while the client reads them; SIGKILL.
+    // Second run: a stream is written early and then stays quiet; once its pushes are stored
+    // the kill cannot have lost any of them.
     let p = Proc::start(dir.path(), &[]).await;
+    let (eid, etok) = p.user("early").await;
+    let early = format!("user:{eid}");
+    p.push_user(eid, 1).await;
+    p.push_user(eid, 2).await;
+    let db = format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("data/switchboard.db").display()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rows(&db, "stream_entries", Some(&early)).await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the early pushes were never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, ehello) = p.live(&etok).await;
+    let early_before = position(&ehello, &early);
+    assert_eq!(early_before.0, 2);
+
+    // Then pushes flow through the HTTP API while a client reads them; SIGKILL.
     let (mut ws, _) = p.live(&tok).await;
     let stop = Arc::new(AtomicBool::new(false));
     let pusher = {
@@ -265,6 +287,20 @@ async fn a_kill_mid_traffic_loses_nothing_silently() {
         assert!(frames.is_empty(), "nothing replayed from a lost epoch");
         assert_ne!(now_epoch, epoch, "recovered:false comes with a new epoch");
     }
+    // The early stream's pushes were all stored before the kill: same epoch, full history.
+    let (mut ews, ehello) = p.ws(&etok).await;
+    assert_eq!(
+        position(&ehello, &early),
+        early_before,
+        "the stored stream keeps its epoch"
+    );
+    let (frames, ok) = recover(&mut ews, &early, 0, &early_before.1).await;
+    assert!(ok, "the stored stream recovers");
+    let ns: Vec<u64> = frames
+        .iter()
+        .map(|v| v["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [1, 2]);
     // The bystander's stream got nothing in the killed run: it keeps its epoch and history.
     let (mut bws, bhello) = p.ws(&btok).await;
     assert_eq!(position(&bhello, &by), by_before);

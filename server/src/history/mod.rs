@@ -12,11 +12,12 @@
 //! Epochs after a stop:
 //! - a clean stop (SIGTERM, ctrl-c) seals the history, flushes it and records the run as clean:
 //!   every stream keeps its epoch and offset;
-//! - otherwise the last flush interval may be missing. The streams the stopped run pushed to
-//!   are named in its intent file ([`intent`]) before their first push reached a socket; each of
-//!   them gets a new epoch (offsets continue), every other stream keeps its own. When the file
-//!   cannot vouch for the run (missing, another run's, written before a reboot), every stream
-//!   gets a new epoch.
+//! - otherwise the last flush interval may be missing. Before a stream's first push since the
+//!   writer last took it reached a socket, the intent file ([`intent`]) declared it with that
+//!   push's offset; a stream declared beyond the offset the database holds gets a new epoch
+//!   (offsets continue), every other stream keeps its own — including streams pushed to earlier
+//!   in the run whose pushes were all stored. When the file cannot vouch for the run (missing,
+//!   another run's, written before a reboot), every stream gets a new epoch.
 //!
 //! A client's `recover` therefore either replays everything it missed or answers `false`
 //! because the epoch changed; it never skips a push silently and never sees an offset reused
@@ -59,6 +60,7 @@ pub enum OpenError {
 pub struct DurableHistory {
     db: DatabaseConnection,
     history: Arc<MemoryHistory>,
+    intent: Arc<intent::IntentFile>,
     run: String,
     flush_interval: Duration,
     /// Serialises flushes: the writer task's and the last one at shutdown.
@@ -85,19 +87,24 @@ impl DurableHistory {
         let run = format!("{}-{}", store::now_ms(), new_epoch());
         let boot = intent::boot_id().unwrap_or_else(|| "unknown".into());
         let last = store::last_run(&db).await?;
-        let suspects: Option<std::collections::HashSet<String>> = match &last {
-            LastRun::None | LastRun::Clean => Some(Default::default()),
+        // `Ok(None)`: nothing can have been lost; `Err(())`: the file cannot say which streams
+        // were written, so all of them may have been.
+        let previous: Result<Option<intent::Previous>, ()> = match &last {
+            LastRun::None | LastRun::Clean => Ok(None),
             LastRun::Unclean(prev) => match intent::read_previous(data_dir) {
-                Some(p) if &p.run == prev && p.boot == boot && boot != "unknown" => Some(p.streams),
-                // The file cannot say which streams were written: all of them may have been.
-                _ => None,
+                Some(p) if &p.run == prev && p.boot == boot && boot != "unknown" => Ok(Some(p)),
+                _ => Err(()),
             },
         };
         let stored = store::load(&db).await?;
         let mut new_epochs = Vec::new();
         let mut loaded = Vec::with_capacity(stored.len());
         for (stream, mut restored) in stored {
-            let suspect = suspects.as_ref().is_none_or(|s| s.contains(&stream));
+            let suspect = match &previous {
+                Ok(None) => false,
+                Ok(Some(p)) => p.may_have_lost(&stream, restored.offset),
+                Err(()) => true,
+            };
             if suspect {
                 restored.epoch = new_epoch();
                 restored.entries.clear();
@@ -113,11 +120,12 @@ impl DurableHistory {
                 path: data_dir.join(intent::FILE_NAME).display().to_string(),
                 error,
             })?;
+        let intent = Arc::new(file);
         let history = Arc::new(MemoryHistory::durable(
             cfg.size,
             cfg.ttl,
             cfg.max_bytes,
-            Arc::new(file),
+            intent.clone(),
         ));
         let opened = Opened {
             streams: loaded.len(),
@@ -130,13 +138,14 @@ impl DurableHistory {
             tracing::warn!(
                 streams = opened.streams,
                 new_epochs = opened.new_epochs,
-                "the previous run did not stop cleanly: streams it pushed to get new epochs"
+                "the previous run did not stop cleanly: streams that may have lost pushes get new epochs"
             );
         }
         Ok((
             Arc::new(DurableHistory {
                 db,
                 history,
+                intent,
                 run,
                 flush_interval: cfg.flush_interval,
                 flushing: tokio::sync::Mutex::new(()),
@@ -160,11 +169,14 @@ impl DurableHistory {
         }
         match store::write(&self.db, &changes).await {
             Ok(()) => {
+                let mut covered = Vec::with_capacity(changes.len());
                 for ch in &changes {
                     if let Some(s) = &ch.state {
                         self.history.stored(&ch.stream, &s.epoch, s.offset);
+                        covered.push((&*ch.stream, s.offset));
                     }
                 }
+                self.intent.stored(&covered);
                 Ok(changes.len())
             }
             Err(e) => {

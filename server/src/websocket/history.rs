@@ -10,8 +10,9 @@
 //! also marks its stream dirty in its shard; a writer ([`crate::history`]) takes the dirty
 //! streams' new entries with [`MemoryHistory::take_changes`] every flush interval and stores
 //! them, so a push never waits for the database and nothing queues beyond the history's own
-//! bounds. Before a stream's first push of a run is handed to any socket, the [`WriteIntent`]
-//! hears of it, so after a crash the streams that may have lost pushes are known.
+//! bounds. Before a stream's first push since the writer last took it is handed to any socket,
+//! the [`WriteIntent`] hears of it with that push's offset, so after a crash the streams that
+//! may have lost pushes are known: those declared beyond what the store holds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -50,7 +51,7 @@ struct StreamState {
     last_used: Instant,
     /// Changed since the writer last took it (and listed in the shard's `dirty`).
     dirty: bool,
-    /// The write intent heard of this stream during this run.
+    /// The write intent heard of this stream since the writer last took it.
     declared: bool,
     /// Highest offset the writer has stored, in this epoch.
     persisted: u64,
@@ -119,12 +120,13 @@ impl Shard {
     }
 }
 
-/// Told of a stream before the first push of this run to it reaches any socket, so that after
-/// a crash the streams whose stored history may be behind are known. It must not block for
-/// long: it runs on the delivery path, under the stream's lock.
+/// Told of a stream before its first push since the writer last took it reaches any socket,
+/// so that after a crash the streams whose stored history may be behind are known: those
+/// declared at an offset the store does not reach. It must not block for long: it runs on the
+/// delivery path, under the stream's lock.
 pub trait WriteIntent: Send + Sync + 'static {
-    /// `stream` is about to be written for the first time in this run.
-    fn declare(&self, stream: &str);
+    /// `stream` is about to get `offset`, its first push since the writer last took it.
+    fn declare(&self, stream: &str, offset: u64);
 }
 
 /// A stream's state as the writer stores it.
@@ -267,6 +269,8 @@ impl MemoryHistory {
                 }
                 let state = s.streams.get_mut(&name).map(|st| {
                     st.dirty = false;
+                    // Pushes after this snapshot are not in it: the next one declares again.
+                    st.declared = false;
                     let first_kept = st.entries.front().map_or(st.offset + 1, |e| e.offset);
                     Snapshot {
                         epoch: st.epoch.clone(),
@@ -455,8 +459,9 @@ impl ShardGuard<'_> {
             let st = self.state(stream);
             if !st.declared {
                 st.declared = true;
+                let next = st.offset + 1;
                 if let Some(intent) = &history.intent {
-                    intent.declare(stream);
+                    intent.declare(stream, next);
                 }
             }
             if !st.dirty {
@@ -598,11 +603,11 @@ mod tests {
         assert_eq!(h.bytes(), 0);
     }
 
-    struct Heard(Mutex<Vec<String>>);
+    struct Heard(Mutex<Vec<(String, u64)>>);
 
     impl WriteIntent for Heard {
-        fn declare(&self, stream: &str) {
-            self.0.lock().push(stream.to_string());
+        fn declare(&self, stream: &str, offset: u64) {
+            self.0.lock().push((stream.to_string(), offset));
         }
     }
 
@@ -615,7 +620,7 @@ mod tests {
         }
         assert_eq!(
             *heard.0.lock(),
-            ["user:1"],
+            [("user:1".to_string(), 1)],
             "declared once, before the first push"
         );
         let changes = h.take_changes();
@@ -627,9 +632,15 @@ mod tests {
         assert!(h.take_changes().is_empty(), "nothing changed since");
         h.stored("user:1", &s.epoch, 5);
         h.lock("user:1").append("user:1", frame);
+        h.lock("user:1").append("user:1", frame);
+        assert_eq!(
+            heard.0.lock()[1..],
+            [("user:1".to_string(), 6)],
+            "declared again, once, after the writer took the stream"
+        );
         let changes = h.take_changes();
         let s = changes[0].state.as_ref().unwrap();
-        assert_eq!((s.first_kept, s.persisted, s.entries.len()), (4, 5, 1));
+        assert_eq!((s.first_kept, s.persisted, s.entries.len()), (5, 5, 2));
         h.retry(&[changes[0].stream.clone()]);
         assert_eq!(h.take_changes().len(), 1, "a failed write is taken again");
         assert!(!h.late());
