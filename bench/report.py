@@ -13,10 +13,11 @@ import json
 import math
 import os
 
-SYSTEMS = ["switchboard", "bare-tungstenite", "node-ws", "socketio-node", "socketioxide"]
+SYSTEMS = ["switchboard", "bare-tungstenite", "fastwebsockets", "node-ws", "socketio-node", "socketioxide"]
 COLORS = {
     "switchboard": "#d62728",
     "bare-tungstenite": "#7f7f7f",
+    "fastwebsockets": "#ff7f0e",
     "node-ws": "#1f77b4",
     "socketio-node": "#2ca02c",
     "socketioxide": "#9467bd",
@@ -677,7 +678,7 @@ def versions():
     found = []
     try:
         lock = open(os.path.join(here, "Cargo.lock")).read()
-        for name in ("tokio", "tokio-tungstenite", "socketioxide", "axum"):
+        for name in ("tokio", "tokio-tungstenite", "fastwebsockets", "socketioxide", "axum"):
             marker = f'name = "{name}"\nversion = "'
             at = lock.find(marker)
             if at >= 0:

@@ -23,7 +23,7 @@ cd "$BENCH_DIR"
 . "$BENCH_DIR/switchboard.sh"
 
 QUICK=0
-SYSTEMS="switchboard bare-tungstenite node-ws socketio-node socketioxide"
+SYSTEMS="switchboard bare-tungstenite fastwebsockets node-ws socketio-node socketioxide"
 SCENARIOS="idle echo-small echo-4k fanout-all fanout-tag storm api cluster durable"
 OUT=""
 COMMAND="bench/run.sh $*"
@@ -83,7 +83,7 @@ DATA_DIR=""
 port_of() {
   case "$1" in
     switchboard) echo 18100 ;; bare-tungstenite) echo 18101 ;; node-ws) echo 18102 ;;
-    socketio-node) echo 18103 ;; socketioxide) echo 18104 ;;
+    socketio-node) echo 18103 ;; socketioxide) echo 18104 ;; fastwebsockets) echo 18105 ;;
   esac
 }
 
@@ -95,6 +95,7 @@ start_system() {
       start_switchboard "$SB_BIN" "$addr" "$DATA_DIR" "$PASSWORD" "$LOGS/$system.log"
       ;;
     bare-tungstenite) "$BIN/peer-bare-tungstenite" "$addr" >"$LOGS/$system.log" 2>&1 & ;;
+    fastwebsockets) "$BIN/peer-fastwebsockets" "$addr" >"$LOGS/$system.log" 2>&1 & ;;
     socketioxide) "$BIN/peer-socketioxide" "$addr" >"$LOGS/$system.log" 2>&1 & ;;
     node-ws) node peers/node/ws-server.js "$addr" >"$LOGS/$system.log" 2>&1 & ;;
     socketio-node) node peers/node/socketio-server.js "$addr" >"$LOGS/$system.log" 2>&1 & ;;

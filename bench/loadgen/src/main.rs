@@ -9,6 +9,9 @@
 mod http;
 mod net;
 mod procfs;
+// Not used by any scenario until a Pusher server (sockudo) is part of the run.
+#[allow(dead_code)]
+mod pusher;
 mod scenario;
 mod stats;
 mod target;

@@ -24,6 +24,8 @@ pub enum Kind {
     Switchboard,
     /// tokio-tungstenite alone (bench/peers/bare-tungstenite).
     BareTungstenite,
+    /// fastwebsockets alone (bench/peers/fastwebsockets): the same protocol as bare-tungstenite.
+    Fastwebsockets,
     /// Node `ws` (bench/peers/node/ws-server.js).
     NodeWs,
     /// Node Socket.IO (bench/peers/node/socketio-server.js).
@@ -37,6 +39,7 @@ impl Kind {
         match self {
             Kind::Switchboard => "switchboard",
             Kind::BareTungstenite => "bare-tungstenite",
+            Kind::Fastwebsockets => "fastwebsockets",
             Kind::NodeWs => "node-ws",
             Kind::SocketioNode => "socketio-node",
             Kind::Socketioxide => "socketioxide",
@@ -46,7 +49,7 @@ impl Kind {
     fn wire(self) -> Wire {
         match self {
             Kind::Switchboard => Wire::Switchboard,
-            Kind::BareTungstenite | Kind::NodeWs => Wire::Plain,
+            Kind::BareTungstenite | Kind::Fastwebsockets | Kind::NodeWs => Wire::Plain,
             Kind::SocketioNode | Kind::Socketioxide => Wire::SocketIo,
         }
     }
