@@ -726,11 +726,15 @@ impl AuthService {
             let db = self.db.clone();
             let id = row.id;
             tokio::spawn(async move {
-                let _ = api_key::Entity::update_many()
+                let written = api_key::Entity::update_many()
                     .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
                     .filter(api_key::Column::Id.eq(id))
                     .exec(&db)
                     .await;
+                if let Err(e) = written {
+                    // The next use (a minute on) tries again; the key itself works regardless.
+                    tracing::warn!(key = id, error = %e, "recording an API key's last use failed");
+                }
             });
         }
         Ok(Identity {

@@ -46,6 +46,15 @@ test('a new key is shown once with a copy button, and a service sends with it', 
   await goTo(page, '/dashboard', 'Dashboard');
   await page.locator('[data-testid="event-log"] [data-event="invoice-paid"]').first().waitFor();
 
+  // The server records the use off the request's path: wait until it has, then look.
+  const { token } = await server.login();
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const keys = await server.http('GET', '/api/apikeys', { token });
+    if (keys.body.find?.((k) => k.name === 'billing')?.lastUsedAt) break;
+    assert.ok(Date.now() < deadline, `last use never recorded: ${JSON.stringify(keys.body)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   await goTo(page, '/apikeys', 'API keys');
   await keyRow('billing').getByTestId('key-last-used').locator('time').waitFor();
   assert.equal(await page.getByTestId('key-value').count(), 0, 'the key is not shown again');
