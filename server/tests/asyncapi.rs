@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::binary;
 use common::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -291,4 +292,16 @@ async fn the_document_is_valid_asyncapi_3() {
         validate_with_official_schema(&broken).unwrap().is_err(),
         "an operation with action `shout` must not validate"
     );
+}
+
+#[tokio::test]
+async fn the_cli_prints_the_document_the_server_serves() {
+    let app = spawn_full(|_| {}, |_| {}).await;
+    let served = fetch_document(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = binary::run(dir.path(), &["asyncapi"], &[], None).ok();
+    let printed: Value = serde_json::from_str(&out.stdout).expect("stdout is the JSON document");
+    assert_eq!(printed, served);
+    let help = binary::run(dir.path(), &["--help"], &[], None).ok();
+    assert!(help.stdout.contains("asyncapi"), "{}", help.stdout);
 }
