@@ -692,6 +692,44 @@ mod tests {
     }
 
     #[test]
+    fn docs_carry_the_handlers_types_role_and_description() {
+        #[derive(serde::Deserialize, poem_openapi::Object)]
+        #[oai(rename = "DocTestMove")]
+        struct Move {
+            steps: u32,
+        }
+        async fn mv(_ctx: EventContext, _m: Move) -> EventResult {
+            Ok(Reply::ok())
+        }
+        let mut reg = EventRegistry::new();
+        reg.set_addon("chess");
+        reg.on("admin/addons/chess/move", mv)
+            .role(Role::Operator)
+            .describe("Moves.")
+            .reply::<Vec<String>>();
+        reg.on("admin/addons/chess/echo", echo);
+        let docs = reg.build().ok().unwrap().docs();
+        let names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["admin/addons/chess/echo", "admin/addons/chess/move"]
+        );
+        let mv = &docs[1];
+        assert_eq!(
+            (mv.addon.as_str(), mv.role, mv.description.as_str()),
+            ("chess", Some(Role::Operator), "Moves.")
+        );
+        let mut registry = Registry::new();
+        let request = serde_json::to_value(mv.request.resolve(&mut registry)).unwrap();
+        assert_eq!(request["$ref"], "#/components/schemas/DocTestMove");
+        let schema = serde_json::to_value(&registry.schemas["DocTestMove"]).unwrap();
+        assert_eq!(schema["properties"]["steps"]["type"], "integer");
+        let reply = serde_json::to_value(mv.reply.unwrap().resolve(&mut registry)).unwrap();
+        assert_eq!(reply["type"], "array");
+        assert!(docs[0].reply.is_none(), "no reply type declared");
+    }
+
+    #[test]
     fn bind_names_nested_fields() {
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
