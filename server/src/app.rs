@@ -296,10 +296,9 @@ impl Application {
             addons.apis(&addon_ctx),
         ));
         let spec = api.spec();
-        let asyncapi = Arc::new(crate::api::asyncapi::document(
-            &ws.router,
-            &cfg.websocket.path,
-        ));
+        let asyncapi = crate::api::asyncapi::try_document(&ws.router, &cfg.websocket.path)
+            .map_err(|e| anyhow::anyhow!("the WebSocket event document: {e}"))?;
+        let asyncapi = Arc::new(asyncapi);
         addons.start(&addon_ctx);
 
         // Expire stream history.

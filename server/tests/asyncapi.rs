@@ -305,3 +305,35 @@ async fn the_cli_prints_the_document_the_server_serves() {
     let help = binary::run(dir.path(), &["--help"], &[], None).ok();
     assert!(help.stdout.contains("asyncapi"), "{}", help.stdout);
 }
+
+mod clash {
+    use super::*;
+
+    /// Another type under the name the test event's request already uses.
+    #[derive(Deserialize, poem_openapi::Object)]
+    #[oai(rename = "TestMoveRequest")]
+    pub struct OtherMove {
+        pub to: String,
+    }
+
+    pub async fn other(_ctx: EventContext, _m: OtherMove) -> EventResult {
+        Ok(Reply::ok())
+    }
+}
+
+#[tokio::test]
+async fn two_types_with_one_schema_name_stop_start_up_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = switchboard::app::Application::build_with_events(base_config(dir.path()), |reg| {
+        reg.on(MOVE, move_piece);
+        reg.on("admin/addons/test/other", clash::other);
+    })
+    .await
+    .err()
+    .expect("start-up refuses the clash");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("event document") && msg.contains("TestMoveRequest"),
+        "{msg}"
+    );
+}

@@ -16,6 +16,22 @@ use crate::websocket::builtins;
 /// The AsyncAPI version the document follows.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
 
+/// [`document`], or why it cannot be built: poem-openapi panics when two different types share
+/// one schema name (e.g. two addons' `MoveRequest`), which must stop start-up with that message,
+/// not crash it.
+pub fn try_document(router: &EventRouter, socket_path: &str) -> Result<Value, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        document(router, socket_path)
+    }))
+    .map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the event schemas could not be collected".into())
+    })
+}
+
 /// Builds the document for the socket at `socket_path` with the events of `router`.
 pub fn document(router: &EventRouter, socket_path: &str) -> Value {
     let mut registry = Registry::new();
@@ -28,7 +44,7 @@ pub fn document(router: &EventRouter, socket_path: &str) -> Value {
     events.sort_by(|a, b| a.name.cmp(&b.name));
 
     for ev in &events {
-        let key = key_of(&ev.name);
+        let key = unique_key(&operations, key_of(&ev.name));
         let request_id = format!("{key}.request");
         let reply_id = format!("{key}.reply");
         messages.insert(
@@ -140,6 +156,17 @@ fn key_of(event: &str) -> String {
         .collect()
 }
 
+/// `a/b` and `a_b` are different events with the same key: the later one gets a suffix.
+fn unique_key(taken: &Map<String, Value>, key: String) -> String {
+    if !taken.contains_key(&key) {
+        return key;
+    }
+    (2..)
+        .map(|n| format!("{key}-{n}"))
+        .find(|k| !taken.contains_key(k))
+        .unwrap_or(key)
+}
+
 fn summary(ev: &EventDoc) -> String {
     match ev.role {
         Some(role) => format!("`{}` (needs the {role} role)", ev.name),
@@ -217,11 +244,23 @@ fn push_envelope(name: &str, data: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::key_of;
+    use serde_json::{Map, Value};
+
+    use super::{key_of, unique_key};
 
     #[test]
     fn event_names_become_valid_keys() {
         assert_eq!(key_of("admin/monitor/trends"), "admin_monitor_trends");
         assert_eq!(key_of("ping"), "ping");
+    }
+
+    #[test]
+    fn names_that_map_to_one_key_stay_apart() {
+        let mut taken = Map::new();
+        taken.insert(key_of("a/b"), Value::Null);
+        assert_eq!(unique_key(&taken, key_of("a_b")), "a_b-2");
+        taken.insert("a_b-2".into(), Value::Null);
+        assert_eq!(unique_key(&taken, key_of("a_b")), "a_b-3");
+        assert_eq!(unique_key(&taken, key_of("c")), "c");
     }
 }
