@@ -58,6 +58,7 @@ pub struct Application {
     tasks: TaskTracker,
     generated_admin_password: Option<String>,
     spec: String,
+    asyncapi: Arc<serde_json::Value>,
     durable: Option<Arc<DurableHistory>>,
 }
 
@@ -295,6 +296,9 @@ impl Application {
             addons.apis(&addon_ctx),
         ));
         let spec = api.spec();
+        let asyncapi = crate::api::asyncapi::try_document(&ws.router, &cfg.websocket.path)
+            .map_err(|e| anyhow::anyhow!("the WebSocket event document: {e}"))?;
+        let asyncapi = Arc::new(asyncapi);
         addons.start(&addon_ctx);
 
         // Expire stream history.
@@ -342,6 +346,12 @@ impl Application {
                 }),
             )
             .at("/api/openapi.json", api.spec_endpoint())
+            .at("/api/asyncapi.json", {
+                let doc = asyncapi.clone();
+                get(poem::endpoint::make_sync(move |_| {
+                    poem::web::Json(doc.as_ref().clone())
+                }))
+            })
             .nest("/swagger", api.swagger_ui())
             .at("/healthz", get(healthz))
             .at("/readyz", get(readyz))
@@ -414,8 +424,14 @@ impl Application {
             tasks,
             generated_admin_password,
             spec,
+            asyncapi: asyncapi.clone(),
             durable,
         })
+    }
+
+    /// The AsyncAPI document of the WebSocket events.
+    pub fn asyncapi(&self) -> &serde_json::Value {
+        &self.asyncapi
     }
 
     /// The OpenAPI spec as JSON.

@@ -65,6 +65,8 @@ pub enum Command {
     },
     /// Print the OpenAPI spec (JSON).
     Openapi,
+    /// Print the AsyncAPI document of the WebSocket events (JSON).
+    Asyncapi,
 }
 
 #[derive(Subcommand)]

@@ -146,6 +146,7 @@ pub fn default_except_login() -> Vec<String> {
         "/metrics",
         "/swagger*",
         "/api/openapi.json",
+        "/api/asyncapi.json",
         "/",
         "/index.html",
         "/favicon.ico",

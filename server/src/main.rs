@@ -62,18 +62,23 @@ async fn run(cfg: Config, command: Command) -> anyhow::Result<()> {
         }
         Command::User { action } => cli::user(&cfg, action).await?,
         Command::Apikey { action } => cli::apikey(&cfg, action).await?,
-        Command::Openapi => {
-            // A throw-away in-memory instance: the spec needs the API objects, not data.
-            let mut cfg = cfg;
-            cfg.database.url = "sqlite::memory:".into();
-            cfg.server.address = "127.0.0.1:0".into();
-            cfg.auth.jwt_secret = "openapi-spec-only".into();
-            cfg.auth.admin_password = "openapi-spec-only".into();
-            let app = Application::build(cfg).await?;
-            println!("{}", app.spec());
+        Command::Openapi => println!("{}", spec_only_app(cfg).await?.spec()),
+        Command::Asyncapi => {
+            let app = spec_only_app(cfg).await?;
+            println!("{}", serde_json::to_string_pretty(app.asyncapi())?);
         }
     }
     Ok(())
+}
+
+/// A throw-away in-memory instance: the documents need the API objects and the registered
+/// events, not data.
+async fn spec_only_app(mut cfg: Config) -> anyhow::Result<Application> {
+    cfg.database.url = "sqlite::memory:".into();
+    cfg.server.address = "127.0.0.1:0".into();
+    cfg.auth.jwt_secret = "openapi-spec-only".into();
+    cfg.auth.admin_password = "openapi-spec-only".into();
+    Application::build(cfg).await
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {

@@ -183,7 +183,7 @@ async fn failing(_ctx: EventContext, _data: Value) -> EventResult {
 async fn panicking(_ctx: EventContext, _data: Value) -> EventResult {
     panic!("boom")
 }
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, poem_openapi::Object)]
 #[allow(dead_code)]
 struct Typed {
     count: u32,

@@ -19,12 +19,13 @@ import monitorPage from './pages/monitor.js';
 import usersPage from './pages/users.js';
 import apiKeysPage from './pages/apikeys.js';
 import auditPage from './pages/audit.js';
+import eventsPage from './pages/events.js';
 
 /**
  * Pages in navigation order. Each: {path, title, nav, icon, role, render(main, ctx)}; the menu
  * lists only the pages the user's role may open.
  */
-const PAGES = [dashboardPage, onlinePage, sendPage, tagsPage, monitorPage, usersPage, apiKeysPage, auditPage, hgexamplePage];
+const PAGES = [dashboardPage, onlinePage, sendPage, tagsPage, monitorPage, usersPage, apiKeysPage, auditPage, eventsPage, hgexamplePage];
 
 /** Pushed every 2 s to a connection that opened the monitor: charted there, not logged. */
 const isMonitorEvent = (event) => typeof event === 'string' && event.startsWith('admin/monitor/');

@@ -9,6 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -248,6 +250,53 @@ where
     }
 }
 
+/// The JSON schema of a payload type, taken from its poem-openapi [`Type`] (derive
+/// `poem_openapi::Object` on a struct, `Enum` on an enum), so the event document describes
+/// exactly the type a handler binds or answers: there is no second, hand-written schema.
+#[derive(Clone, Copy)]
+pub struct Schema(fn(&mut Registry) -> MetaSchemaRef);
+
+impl Schema {
+    /// The schema of `T`.
+    pub fn of<T: Type>() -> Schema {
+        Schema(register_schema::<T>)
+    }
+    /// Adds the schema (and every schema it refers to) to `registry`; answers the schema
+    /// itself, or a `#/components/schemas/<Name>` reference for named types.
+    pub fn resolve(&self, registry: &mut Registry) -> MetaSchemaRef {
+        (self.0)(registry)
+    }
+}
+
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Schema")
+    }
+}
+
+fn register_schema<T: Type>(registry: &mut Registry) -> MetaSchemaRef {
+    T::register(registry);
+    T::schema_ref()
+}
+
+/// What the event document says about one event: its name, who may call it, what it does,
+/// and the schemas of its request and reply `data`.
+#[derive(Clone, Debug)]
+pub struct EventDoc {
+    /// The event name.
+    pub name: String,
+    /// Who registered it (`host` for the server's own events).
+    pub addon: String,
+    /// The role a caller needs, `None` when any connection may call it.
+    pub role: Option<Role>,
+    /// What the event does.
+    pub description: String,
+    /// The request's `data`.
+    pub request: Schema,
+    /// The reply's `data`; `None` when the reply carries none.
+    pub reply: Option<Schema>,
+}
+
 /// Wraps an async function `fn(EventContext, T) -> EventResult` as a [`Handler`]; `T` is any
 /// deserialisable type: the handler's own struct, `serde_json::Value`, or [`Data`] to take the
 /// JSON text unparsed (cheapest when data is passed through).
@@ -322,6 +371,9 @@ pub struct Route {
     role: Option<Role>,
     middleware: Vec<Arc<dyn Middleware>>,
     addon: String,
+    description: String,
+    request: Schema,
+    reply: Option<Schema>,
 }
 
 impl Route {
@@ -337,6 +389,17 @@ impl Route {
     pub fn addon(&self) -> &str {
         &self.addon
     }
+    /// What the event document says about it.
+    pub fn doc(&self) -> EventDoc {
+        EventDoc {
+            name: self.name.to_string(),
+            addon: self.addon.clone(),
+            role: self.role,
+            description: self.description.clone(),
+            request: self.request,
+            reply: self.reply,
+        }
+    }
 }
 
 /// Options of one registered event.
@@ -349,6 +412,22 @@ impl RouteBuilder<'_> {
     pub fn role(mut self, role: Role) -> Self {
         if let Some(r) = self.route.as_deref_mut() {
             r.role = Some(role);
+        }
+        self
+    }
+    /// Says what the event does, for the event document.
+    pub fn describe(mut self, text: &str) -> Self {
+        if let Some(r) = self.route.as_deref_mut() {
+            r.description = text.to_string();
+        }
+        self
+    }
+    /// Names the type the handler answers as reply `data` (what it passes to [`Reply::json`]
+    /// or [`EventContext::send_success`]), for the event document. Without it the document
+    /// says the reply carries no data.
+    pub fn reply<R: Type>(mut self) -> Self {
+        if let Some(r) = self.route.as_deref_mut() {
+            r.reply = Some(Schema::of::<R>());
         }
         self
     }
@@ -425,18 +504,25 @@ impl EventRegistry {
         self.addon = name.to_string();
     }
 
-    /// Registers an async function `fn(EventContext, T) -> EventResult`.
+    /// Registers an async function `fn(EventContext, T) -> EventResult`. `T`, the type the
+    /// handler binds `data` into, is also what the event document shows as the request: derive
+    /// `poem_openapi::Object` on it beside `Deserialize` (or take `serde_json::Value` or
+    /// [`Data`] for any JSON).
     pub fn on<F, Fut, T>(&mut self, name: &str, f: F) -> RouteBuilder<'_>
     where
         F: Fn(EventContext, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = EventResult> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
+        T: DeserializeOwned + Type + Send + 'static,
     {
-        self.handler(name, handler_fn(f))
+        self.add(name, handler_fn(f), Schema::of::<T>())
     }
 
-    /// Registers a type-erased handler.
+    /// Registers a type-erased handler; the document shows its request as any JSON.
     pub fn handler(&mut self, name: &str, handler: Arc<dyn Handler>) -> RouteBuilder<'_> {
+        self.add(name, handler, Schema::of::<Data>())
+    }
+
+    fn add(&mut self, name: &str, handler: Arc<dyn Handler>, request: Schema) -> RouteBuilder<'_> {
         let addon = self.addon.clone();
         if name.is_empty() || name.len() > crate::protocol::MAX_EVENT_LEN {
             self.errors.push(RegistryError::Invalid {
@@ -465,6 +551,9 @@ impl EventRegistry {
                 role: None,
                 middleware: Vec::new(),
                 addon: String::new(),
+                description: String::new(),
+                request,
+                reply: None,
             });
             return RouteBuilder {
                 route: self.dummy.as_mut(),
@@ -476,6 +565,9 @@ impl EventRegistry {
             role: None,
             middleware: Vec::new(),
             addon,
+            description: String::new(),
+            request,
+            reply: None,
         });
         RouteBuilder { route: Some(route) }
     }
@@ -513,6 +605,13 @@ impl EventRouter {
     pub fn names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.routes.keys().map(String::as_str).collect();
         v.sort_unstable();
+        v
+    }
+
+    /// What the event document says about every registered event, sorted by name.
+    pub fn docs(&self) -> Vec<EventDoc> {
+        let mut v: Vec<EventDoc> = self.routes.values().map(Route::doc).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
@@ -590,6 +689,44 @@ mod tests {
                 .to_string()
                 .contains("by addon `a` and by addon `b`")
         );
+    }
+
+    #[test]
+    fn docs_carry_the_handlers_types_role_and_description() {
+        #[derive(serde::Deserialize, poem_openapi::Object)]
+        #[oai(rename = "DocTestMove")]
+        struct Move {
+            steps: u32,
+        }
+        async fn mv(_ctx: EventContext, _m: Move) -> EventResult {
+            Ok(Reply::ok())
+        }
+        let mut reg = EventRegistry::new();
+        reg.set_addon("chess");
+        reg.on("admin/addons/chess/move", mv)
+            .role(Role::Operator)
+            .describe("Moves.")
+            .reply::<Vec<String>>();
+        reg.on("admin/addons/chess/echo", echo);
+        let docs = reg.build().ok().unwrap().docs();
+        let names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["admin/addons/chess/echo", "admin/addons/chess/move"]
+        );
+        let mv = &docs[1];
+        assert_eq!(
+            (mv.addon.as_str(), mv.role, mv.description.as_str()),
+            ("chess", Some(Role::Operator), "Moves.")
+        );
+        let mut registry = Registry::new();
+        let request = serde_json::to_value(mv.request.resolve(&mut registry)).unwrap();
+        assert_eq!(request["$ref"], "#/components/schemas/DocTestMove");
+        let schema = serde_json::to_value(&registry.schemas["DocTestMove"]).unwrap();
+        assert_eq!(schema["properties"]["steps"]["type"], "integer");
+        let reply = serde_json::to_value(mv.reply.unwrap().resolve(&mut registry)).unwrap();
+        assert_eq!(reply["type"], "array");
+        assert!(docs[0].reply.is_none(), "no reply type declared");
     }
 
     #[test]

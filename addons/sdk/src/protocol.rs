@@ -202,6 +202,28 @@ impl FrameData for Value {
     }
 }
 
+/// In the event document `Data` is any JSON value: whatever the client sent.
+impl poem_openapi::types::Type for Data {
+    const IS_REQUIRED: bool = false;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "any".into()
+    }
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        poem_openapi::registry::MetaSchemaRef::Inline(Box::new(
+            poem_openapi::registry::MetaSchema::ANY,
+        ))
+    }
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
 impl FrameData for Data {
     fn is_null(&self) -> bool {
         Data::is_null(self)

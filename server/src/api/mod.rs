@@ -1,6 +1,7 @@
 //! The HTTP API (poem-openapi): one file per resource, combined in one service.
 
 pub mod apikeys;
+pub mod asyncapi;
 pub mod audit;
 pub mod auth;
 pub mod body_check;

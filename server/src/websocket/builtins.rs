@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
-use switchboard_sdk::event::{EventError, bind};
+use poem_openapi::Object;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchboard_sdk::event::{EventDoc, EventError, Schema, bind};
 use switchboard_sdk::protocol::{Data, Push, code};
 use switchboard_sdk::{Client, Role, Tag};
 
@@ -27,27 +28,210 @@ pub fn is_builtin(event: &str) -> bool {
     )
 }
 
-#[derive(Deserialize)]
+/// `join` / `quit`: the tag.
+#[derive(Deserialize, Object)]
 #[serde(deny_unknown_fields)]
+#[oai(rename = "TagRequest", deny_unknown_fields)]
 struct TagArg {
+    /// Tag name: 1-64 chars of `A-Za-z0-9_.:/-`; `sys:` tags are the server's.
     id: String,
 }
 
-#[derive(Deserialize)]
+/// `publish`: what to send to a tag's members.
+#[derive(Deserialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename = "PublishRequest", rename_all = "camelCase")]
 struct PublishArg {
+    /// A tag the sender has joined.
     tag: String,
+    /// Any JSON, delivered as is.
     #[serde(default)]
+    #[oai(default)]
     data: Value,
+    /// Leave the sender out.
     #[serde(default)]
+    #[oai(default)]
     exclude_self: bool,
 }
 
-#[derive(Deserialize)]
+/// `login`: either `{username, password}` or `{token}`.
+#[derive(Deserialize, Object)]
+#[oai(rename = "LoginRequest")]
 struct LoginArg {
     username: Option<String>,
     password: Option<String>,
+    /// A token from `POST /api/auth/login`.
     token: Option<String>,
+}
+
+/// How many connections a send reached.
+#[derive(Serialize, Object)]
+#[oai(rename = "Delivered")]
+struct Delivered {
+    delivered: u64,
+}
+
+/// Who a `publish` push came from.
+#[derive(Serialize, Object)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename = "PublishSender", rename_all = "camelCase")]
+struct Sender {
+    /// Connection id.
+    id: String,
+    /// `null` for anonymous connections and API keys.
+    user_id: Option<i64>,
+    /// Empty for anonymous connections.
+    username: String,
+}
+
+/// The `publish` push a tag's members receive.
+#[derive(Serialize, Object)]
+#[oai(rename = "PublishPush")]
+struct Published {
+    tag: String,
+    from: Sender,
+    /// The publisher's `data`, as sent.
+    data: Value,
+}
+
+/// The user a `login` identified.
+#[derive(Serialize, Object)]
+#[oai(rename = "LoginUser")]
+struct LoginUser {
+    id: i64,
+    username: String,
+    roles: Vec<String>,
+}
+
+/// The `login` reply.
+#[derive(Serialize, Object)]
+#[oai(rename = "LoginReply")]
+struct LoginReply {
+    /// A token for this user (the one presented, or a new one).
+    token: String,
+    user: LoginUser,
+}
+
+/// The `kick` push, sent just before the server closes the connection with 4001.
+#[derive(Serialize, Object)]
+#[oai(rename = "KickPush")]
+pub struct KickPush {
+    /// Why, as the operator gave it.
+    pub reason: String,
+}
+
+fn doc<Req: poem_openapi::types::Type>(
+    name: &str,
+    role: Option<Role>,
+    description: &str,
+    reply: Option<Schema>,
+) -> EventDoc {
+    EventDoc {
+        name: name.to_string(),
+        addon: "host".to_string(),
+        role,
+        description: description.to_string(),
+        request: Schema::of::<Req>(),
+        reply,
+    }
+}
+
+/// The built-in events, for the event document: each names the type its handler below binds
+/// and answers.
+pub fn docs() -> Vec<EventDoc> {
+    let tags = Some(Schema::of::<Vec<String>>());
+    vec![
+        doc::<Data>("ping", None, "Heartbeat; the reply carries no data.", None),
+        doc::<TagArg>(
+            "join",
+            None,
+            "Joins a tag; the reply is the connection's sorted tag list.",
+            tags,
+        ),
+        doc::<TagArg>(
+            "quit",
+            None,
+            "Leaves a tag; the reply is the connection's sorted tag list.",
+            tags,
+        ),
+        doc::<PublishArg>(
+            "publish",
+            None,
+            "Sends `data` to the members of a tag the sender has joined (they receive a \
+             `publish` push); the reply counts the recipients.",
+            Some(Schema::of::<Delivered>()),
+        ),
+        doc::<LoginArg>(
+            "login",
+            None,
+            "Identifies an anonymous connection on an exempt socket path, by password or token.",
+            Some(Schema::of::<LoginReply>()),
+        ),
+        doc::<super::hub::RecoverRequest>(
+            "recover",
+            None,
+            "Replays what the connection missed in its streams since the given positions.",
+            Some(Schema::of::<Value>()),
+        ),
+        doc::<Data>(
+            monitor::TRENDS,
+            Some(Role::Operator),
+            "The monitor's recent points; also subscribes the connection to the pushes.",
+            Some(Schema::of::<monitor::Trends>()),
+        ),
+        doc::<Data>(
+            monitor::RUN_INFO,
+            Some(Role::Operator),
+            "The monitor's figures now; also subscribes the connection to the pushes.",
+            Some(Schema::of::<monitor::Point>()),
+        ),
+    ]
+}
+
+/// A message the server pushes without being asked, for the event document.
+pub struct PushDoc {
+    /// The event name.
+    pub name: &'static str,
+    /// When it comes.
+    pub description: &'static str,
+    /// Its `data`.
+    pub data: Schema,
+}
+
+/// Every push the server itself sends.
+pub fn pushes() -> Vec<PushDoc> {
+    vec![
+        PushDoc {
+            name: "connected",
+            description: "Sent right after the upgrade: who the connection is and its liveness settings (seconds).",
+            data: Schema::of::<super::connection::Greeting>(),
+        },
+        PushDoc {
+            name: "notice",
+            description: "A notice from an operator or a backend service; `data` is whatever the sender gave.",
+            data: Schema::of::<Value>(),
+        },
+        PushDoc {
+            name: "kick",
+            description: "The connection is being closed by an operator (close code 4001 follows).",
+            data: Schema::of::<KickPush>(),
+        },
+        PushDoc {
+            name: "publish",
+            description: "A member of a tag this connection joined published to it.",
+            data: Schema::of::<Published>(),
+        },
+        PushDoc {
+            name: monitor::TRENDS,
+            description: "Every monitor interval to members of `sys:monitor`: the newest point.",
+            data: Schema::of::<monitor::Trends>(),
+        },
+        PushDoc {
+            name: monitor::RUN_INFO,
+            description: "Every monitor interval to members of `sys:monitor`: the figures now.",
+            data: Schema::of::<monitor::Point>(),
+        },
+    ]
 }
 
 fn parse_tag(raw: &str, field: &str) -> Result<Tag, EventError> {
@@ -55,11 +239,8 @@ fn parse_tag(raw: &str, field: &str) -> Result<Tag, EventError> {
 }
 
 fn tag_list(tags: Vec<Tag>) -> Value {
-    Value::Array(
-        tags.into_iter()
-            .map(|t| Value::String(t.to_string()))
-            .collect(),
-    )
+    let names: Vec<String> = tags.into_iter().map(|t| t.to_string()).collect();
+    Value::from(names)
 }
 
 /// How a node refusal looks to a socket client.
@@ -124,23 +305,28 @@ pub async fn handle(
                 ));
             }
             let identity = client.identity();
-            let payload = json!({
-                "tag": tag.as_str(),
-                "from": {
-                    "id": client.id().as_str(),
-                    "userId": identity.as_ref().and_then(|i| i.user_id).map(|u| u.0),
-                    "username": identity.as_ref().map(|i| i.username.as_str()).unwrap_or(""),
+            let payload = Published {
+                tag: tag.as_str().to_string(),
+                from: Sender {
+                    id: client.id().as_str().to_string(),
+                    user_id: identity.as_ref().and_then(|i| i.user_id).map(|u| u.0),
+                    username: identity
+                        .as_ref()
+                        .map(|i| i.username.clone())
+                        .unwrap_or_default(),
                 },
-                "data": arg.data,
-            });
-            let push = Push::new("publish", payload);
+                data: arg.data,
+            };
+            let push = Push::new("publish", to_value(&payload)?);
             let except = arg.exclude_self.then(|| client.id());
             let delivered = state
                 .node
                 .publish_from(&tag, &push, except)
                 .await
                 .map_err(node_error)?;
-            Ok(json!({ "delivered": delivered }))
+            to_value(&Delivered {
+                delivered: delivered as u64,
+            })
         }
         "login" => login(state, client, data, client_ip).await,
         "recover" => {
@@ -230,12 +416,16 @@ async fn login(
         .identify(client, identity)
         .await
         .map_err(node_error)?;
-    Ok(json!({
-        "token": token,
-        "user": {
-            "id": user.id,
-            "username": user.username,
-            "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        }
-    }))
+    to_value(&LoginReply {
+        token,
+        user: LoginUser {
+            id: user.id,
+            username: user.username,
+            roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        },
+    })
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value, EventError> {
+    serde_json::to_value(v).map_err(|e| EventError::new(code::INTERNAL, e.to_string()))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_sdk::event::{EventContext, EventError, Reply};
 use switchboard_sdk::outbox::{CloseRequest, Outbound};
 use switchboard_sdk::protocol::{self, Envelope, FrameData, close, code, unix_now};
@@ -84,15 +84,37 @@ where
 /// stand (`{"all": {offset, epoch}, "user:<id>": {…}}`) so a first connection can recover from
 /// there later.
 pub fn greeting(state: &WsState, client: &Client, streams: Value) -> Value {
-    json!({
-        "id": client.id().as_str(),
-        "userId": client.user_id().map(|u| u.0),
-        "username": client.username(),
-        "node": state.node.id(),
-        "pingInterval": state.cfg.ping_interval.as_secs_f64(),
-        "idleTimeout": state.cfg.idle_timeout.as_secs_f64(),
-        "streams": streams,
-    })
+    let g = Greeting {
+        id: client.id().as_str().to_string(),
+        user_id: client.user_id().map(|u| u.0),
+        username: client.username(),
+        node: state.node.id().to_string(),
+        ping_interval: state.cfg.ping_interval.as_secs_f64(),
+        idle_timeout: state.cfg.idle_timeout.as_secs_f64(),
+        streams,
+    };
+    serde_json::to_value(&g).unwrap_or(Value::Null)
+}
+
+/// The `connected` push's data.
+#[derive(serde::Serialize, poem_openapi::Object)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename = "ConnectedPush", rename_all = "camelCase")]
+pub struct Greeting {
+    /// The connection's id.
+    pub id: String,
+    /// `null` when anonymous or an API key.
+    pub user_id: Option<i64>,
+    /// Empty when anonymous.
+    pub username: String,
+    /// The node holding the connection.
+    pub node: String,
+    /// Seconds between server pings.
+    pub ping_interval: f64,
+    /// Seconds without a frame before the server closes with 4009.
+    pub idle_timeout: f64,
+    /// Where each stream stands (`{"all": {offset, epoch}, "user:<id>": {…}}`), for `recover`.
+    pub streams: Value,
 }
 
 fn token_expiry(client: &Client) -> Option<Instant> {

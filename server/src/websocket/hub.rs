@@ -32,8 +32,9 @@ pub fn tag_stream(tag: &Tag) -> String {
 pub const MAX_RECOVER_STREAMS: usize = 128;
 
 /// One stream in a `recover` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, poem_openapi::Object)]
 #[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
 pub struct RecoverFrom {
     /// Last offset the client saw.
     pub offset: u64,
@@ -42,8 +43,9 @@ pub struct RecoverFrom {
 }
 
 /// The `recover` request data.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, poem_openapi::Object)]
 #[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// Stream name → position.
     pub streams: BTreeMap<String, RecoverFrom>,

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_sdk::Tag;
 use switchboard_sdk::protocol::{Push, unix_millis, unix_now};
 use tokio_util::sync::CancellationToken;
@@ -38,8 +39,9 @@ pub const TRENDS: &str = "admin/monitor/trends";
 pub const RUN_INFO: &str = "admin/monitor/runInfo";
 
 /// One node's figures (or their sum, with `node` = `"total"`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Object)]
 #[serde(rename_all = "camelCase", default)]
+#[oai(rename = "MonitorNodeFigures", rename_all = "camelCase")]
 pub struct NodeFigures {
     /// The node's id.
     pub node: String,
@@ -86,7 +88,8 @@ pub struct NodeFigures {
 }
 
 /// Every live node's figures at one moment, and their sum.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Object)]
+#[oai(rename = "MonitorPoint")]
 pub struct Point {
     /// Unix milliseconds.
     pub at: i64,
@@ -95,6 +98,16 @@ pub struct Point {
     pub total: NodeFigures,
     /// One entry per live node, sorted by id.
     pub nodes: Vec<NodeFigures>,
+}
+
+/// The `admin/monitor/trends` answer and push: points, oldest first.
+#[derive(Clone, Debug, Serialize, PartialEq, Object)]
+#[oai(rename = "MonitorTrends")]
+pub struct Trends {
+    /// Seconds between points.
+    pub interval: u64,
+    /// The kept points (a push carries only the newest).
+    pub points: Vec<Point>,
 }
 
 /// Counter readings of the previous sample.
@@ -274,7 +287,11 @@ impl Monitor {
         if points.is_empty() {
             points.push(self.point().await?);
         }
-        Ok(json!({ "interval": INTERVAL.as_secs(), "points": points }))
+        Ok(serde_json::to_value(Trends {
+            interval: INTERVAL.as_secs(),
+            points,
+        })
+        .unwrap_or(Value::Null))
     }
 
     /// The `admin/monitor/runInfo` answer: the figures now.
@@ -304,10 +321,14 @@ impl Monitor {
         }
         let tag = Tag::parse(TAG).expect("the monitor tag is valid");
         if !self.node.registry().tag_members(&tag).is_empty() {
-            let trends = json!({ "interval": INTERVAL.as_secs(), "points": [&point] });
+            let info = serde_json::to_value(&point).unwrap_or(Value::Null);
+            let trends = Trends {
+                interval: INTERVAL.as_secs(),
+                points: vec![point],
+            };
+            let trends = serde_json::to_value(&trends).unwrap_or(Value::Null);
             self.node
                 .push_to_local_tag(&tag, &Push::new(TRENDS, trends));
-            let info = serde_json::to_value(&point).unwrap_or(Value::Null);
             self.node
                 .push_to_local_tag(&tag, &Push::new(RUN_INFO, info));
         }
