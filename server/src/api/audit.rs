@@ -11,9 +11,6 @@ use switchboard_sdk::api::{ApiAuth, ApiError};
 use super::{ApiTags, AppState};
 use crate::audit::{AuditQuery, entity, search};
 
-/// Largest `pageSize`.
-pub const MAX_PAGE_SIZE: u64 = 200;
-
 /// One audited action.
 #[derive(Object)]
 pub struct AuditRecord {
@@ -97,17 +94,7 @@ impl AuditApi {
         to: Query<Option<i64>>,
     ) -> Result<Json<AuditPage>, ApiError> {
         auth.require(Role::Admin)?;
-        let page = page.0.unwrap_or(1);
-        let page_size = page_size.0.unwrap_or(20);
-        if page == 0 {
-            return Err(ApiError::invalid_field("page", "must be at least 1"));
-        }
-        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(ApiError::invalid_field(
-                "pageSize",
-                format!("must be 1-{MAX_PAGE_SIZE}"),
-            ));
-        }
+        let (page, page_size) = super::paging(page.0, page_size.0)?;
         if let (Some(f), Some(t)) = (from.0, to.0) {
             if f > t {
                 return Err(ApiError::invalid_field("from", "must not be after `to`"));

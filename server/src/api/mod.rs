@@ -61,3 +61,26 @@ pub enum ApiTags {
     /// The audit log (admin).
     Audit,
 }
+
+/// The `page` and `pageSize` of a listing (defaults 1 and 20), checked: `page` at least 1,
+/// `pageSize` 1–[`MAX_PAGE_SIZE`](crate::node::rows::MAX_PAGE_SIZE). Every paged route reads
+/// them through here, so they answer the same errors.
+pub fn paging(
+    page: Option<u64>,
+    page_size: Option<u64>,
+) -> Result<(u64, u64), switchboard_sdk::api::ApiError> {
+    use crate::node::rows::MAX_PAGE_SIZE;
+    use switchboard_sdk::api::ApiError;
+    let page = page.unwrap_or(1);
+    let page_size = page_size.unwrap_or(20);
+    if page == 0 {
+        return Err(ApiError::invalid_field("page", "must be at least 1"));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+        return Err(ApiError::invalid_field(
+            "pageSize",
+            format!("must be 1-{MAX_PAGE_SIZE}"),
+        ));
+    }
+    Ok((page, page_size))
+}

@@ -16,7 +16,6 @@ use switchboard_sdk::{Audience, ClientId, Role, Tag, UserId};
 
 use super::{ApiTags, AppState};
 use crate::audit::{AuditEntry, action};
-use crate::node::rows::MAX_PAGE_SIZE;
 use crate::node::{NodeError, OnlineQuery, Row, Target};
 
 impl From<NodeError> for ApiError {
@@ -476,17 +475,7 @@ impl WebSocketApi {
         tag: Query<Option<String>>,
     ) -> Result<Json<OnlinePage>, ApiError> {
         auth.require(Role::Operator)?;
-        let page = page.0.unwrap_or(1);
-        let page_size = page_size.0.unwrap_or(20);
-        if page == 0 {
-            return Err(ApiError::invalid_field("page", "must be at least 1"));
-        }
-        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(ApiError::invalid_field(
-                "pageSize",
-                format!("must be 1-{MAX_PAGE_SIZE}"),
-            ));
-        }
+        let (page, page_size) = super::paging(page.0, page_size.0)?;
         let tag = match &tag.0 {
             Some(t) => Some(parse_tag(t)?),
             None => None,
