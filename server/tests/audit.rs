@@ -380,16 +380,14 @@ async fn on_database(url: String) {
 
 #[tokio::test]
 async fn audit_on_postgres() {
-    match std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => on_database(url).await,
-        _ => eprintln!("skipped: set SWITCHBOARD_TEST_POSTGRES_URL"),
+    if let Some(url) = test_postgres_url() {
+        on_database(url).await
     }
 }
 
 #[tokio::test]
 async fn audit_on_mysql() {
-    match std::env::var("SWITCHBOARD_TEST_MYSQL_URL") {
-        Ok(url) if !url.is_empty() => on_database(url).await,
-        _ => eprintln!("skipped: set SWITCHBOARD_TEST_MYSQL_URL"),
+    if let Some(url) = test_mysql_url() {
+        on_database(url).await
     }
 }

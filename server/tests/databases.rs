@@ -102,16 +102,14 @@ async fn auth_flow(url: String) {
 
 #[tokio::test]
 async fn postgres_auth_and_users() {
-    match std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => auth_flow(url).await,
-        _ => eprintln!("skipped: set SWITCHBOARD_TEST_POSTGRES_URL to run against PostgreSQL"),
+    if let Some(url) = test_postgres_url() {
+        auth_flow(url).await
     }
 }
 
 #[tokio::test]
 async fn mysql_auth_and_users() {
-    match std::env::var("SWITCHBOARD_TEST_MYSQL_URL") {
-        Ok(url) if !url.is_empty() => auth_flow(url).await,
-        _ => eprintln!("skipped: set SWITCHBOARD_TEST_MYSQL_URL to run against MariaDB/MySQL"),
+    if let Some(url) = test_mysql_url() {
+        auth_flow(url).await
     }
 }

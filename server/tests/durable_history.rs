@@ -446,23 +446,17 @@ async fn sqlite_history_survives_a_restart_and_is_pruned() {
 
 #[tokio::test]
 async fn postgres_history_survives_a_restart_and_is_pruned() {
-    match std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => {
-            let url = scratch_database(&url, "sbtest_durable_history").await;
-            survives_and_is_pruned(Some(url)).await
-        }
-        _ => eprintln!("skipped: set SWITCHBOARD_TEST_POSTGRES_URL to run against PostgreSQL"),
+    if let Some(url) = test_postgres_url() {
+        let url = scratch_database(&url, "sbtest_durable_history").await;
+        survives_and_is_pruned(Some(url)).await
     }
 }
 
 #[tokio::test]
 async fn mysql_history_survives_a_restart_and_is_pruned() {
-    match std::env::var("SWITCHBOARD_TEST_MYSQL_URL") {
-        Ok(url) if !url.is_empty() => {
-            let url = scratch_database(&url, "sbtest_durable_history").await;
-            survives_and_is_pruned(Some(url)).await
-        }
-        _ => eprintln!("skipped: set SWITCHBOARD_TEST_MYSQL_URL to run against MariaDB/MySQL"),
+    if let Some(url) = test_mysql_url() {
+        let url = scratch_database(&url, "sbtest_durable_history").await;
+        survives_and_is_pruned(Some(url)).await
     }
 }
 

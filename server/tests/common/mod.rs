@@ -258,13 +258,29 @@ pub fn unique_prefix() -> String {
 
 /// The Redis URL of the cluster suites, or `None` (and a note that they are skipped).
 pub fn test_redis_url() -> Option<String> {
-    match std::env::var("SWITCHBOARD_TEST_REDIS_URL") {
+    service_url("SWITCHBOARD_TEST_REDIS_URL", "the cluster tests")
+}
+
+/// A test service's URL from the environment variable `var`; unset or empty, the test
+/// reports itself skipped (naming the variable) and gets `None`.
+pub fn service_url(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            eprintln!("skipped: set SWITCHBOARD_TEST_REDIS_URL to run the cluster tests");
+            eprintln!("skipped: set {var} to run {what}");
             None
         }
     }
+}
+
+/// The PostgreSQL server to test against, if `SWITCHBOARD_TEST_POSTGRES_URL` names one.
+pub fn test_postgres_url() -> Option<String> {
+    service_url("SWITCHBOARD_TEST_POSTGRES_URL", "against PostgreSQL")
+}
+
+/// The MariaDB/MySQL server to test against, if `SWITCHBOARD_TEST_MYSQL_URL` names one.
+pub fn test_mysql_url() -> Option<String> {
+    service_url("SWITCHBOARD_TEST_MYSQL_URL", "against MariaDB/MySQL")
 }
 
 impl Deployment {
