@@ -381,32 +381,61 @@ DURABLE_RATE_LOSS = 0.10  # durable on: best delivery rate at most this much low
 DURABLE_CPU_GAIN = 0.10  # durable on: server CPU per delivery at most this much higher than off
 
 
+def durable_rounds(doc, scenario):
+    """The scenario's rounds, each {"off": run, "on": run}; a one-round file of older runs is one round."""
+    pair = (doc or {}).get(scenario) or {}
+    return pair.get("rounds") or ([pair] if pair else [])
+
+
+def median(values):
+    v = sorted(values)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
 def durable_checks(doc):
-    """(target, measured, met) rows for durable on vs off; met is None when nothing to judge."""
+    """(target, measured, met) rows for durable on vs off; met is None when nothing to judge.
+
+    Each figure is the median over the rounds: one run per mode differs from another run of the
+    same mode by more than the database costs (see durable.sh)."""
     rows = []
     for scenario in ("fanout-all", "fanout-tag"):
-        pair = (doc or {}).get(scenario) or {}
-        off, on = (dig(pair.get(m) or {}, "result") for m in ("off", "on"))
-        if not (off and on):
-            rows.append((f"{scenario}: both runs", "failed: " + str((pair.get("on") or {}).get("error") or (pair.get("off") or {}).get("error") or "no result")[:160], None))
+        rounds = durable_rounds(doc, scenario)
+        results = {m: [dig(r.get(m) or {}, "result") for r in rounds] for m in ("off", "on")}
+        if not rounds or not all(results["off"]) or not all(results["on"]):
+            err = next((str((r.get(m) or {}).get("error")) for r in rounds for m in ("on", "off")
+                        if (r.get(m) or {}).get("error")), "no result")
+            rows.append((f"{scenario}: every run", "failed: " + err[:160], None))
             continue
-        b_off, b_on = off.get("best") or {}, on.get("best") or {}
-        r_off, r_on = b_off.get("deliveries_per_s"), b_on.get("deliveries_per_s")
-        if r_off and r_on:
-            loss = 1 - r_on / r_off
-            rows.append((f"{scenario}: best rate with durable on ≥ {1 - DURABLE_RATE_LOSS:.0%} of off",
-                         f"{r_on:,.0f} vs {r_off:,.0f} deliveries/s ({-loss:+.1%})", loss <= DURABLE_RATE_LOSS))
-        # CPU per delivery falls as the rate rises: compare at the highest rate both completed.
-        steps = lambda r: {st["rate_per_s"]: st for st in r.get("steps", []) if st.get("ok")}
-        s_off, s_on = steps(off), steps(on)
-        both = sorted(set(s_off) & set(s_on))
-        if both:
-            rate = both[-1]
-            c_off, c_on = s_off[rate]["server_cpu_us_per_delivery"], s_on[rate]["server_cpu_us_per_delivery"]
-            if c_off:
-                gain = c_on / c_off - 1
-                rows.append((f"{scenario} at {rate:g} sends/s: CPU per delivery with durable on ≤ {1 + DURABLE_CPU_GAIN:.2f}× off",
-                             f"{c_on:.2f} vs {c_off:.2f} µs ({gain:+.1%})", gain <= DURABLE_CPU_GAIN))
+        n = len(rounds)
+        best = {m: median([(res.get("best") or {}).get("deliveries_per_s") or 0 for res in results[m]])
+                for m in ("off", "on")}
+        if best["off"]:
+            loss = 1 - best["on"] / best["off"]
+            rows.append((f"{scenario}: best rate with durable on ≥ {1 - DURABLE_RATE_LOSS:.0%} of off (median of {n})",
+                         f"{best['on']:,.0f} vs {best['off']:,.0f} deliveries/s ({-loss:+.1%})",
+                         loss <= DURABLE_RATE_LOSS))
+        else:
+            p99 = {m: median([dig((res.get("steps") or [{}])[0], "delivery_latency", "p99_us") or 0 for res in results[m]])
+                   for m in ("off", "on")}
+            rows.append((f"{scenario}: best rate with durable on ≥ {1 - DURABLE_RATE_LOSS:.0%} of off (median of {n})",
+                         "not comparable: durable off sustained no rate in most rounds (delivery p99 at the lowest "
+                         f"rate {p99['on'] / 1000:.0f} ms on vs {p99['off'] / 1000:.0f} ms off)", None))
+        # CPU per delivery at every rate where both modes delivered everything in every round
+        # (a step over the latency limit still measures what each delivery cost), medians compared.
+        ok_steps = lambda res: {st["rate_per_s"]: st for st in res.get("steps", [])
+                                if not st.get("lost") and st.get("received") == st.get("expected_deliveries")}
+        per = {m: [ok_steps(res) for res in results[m]] for m in ("off", "on")}
+        common = set.intersection(*[set(x) for m in ("off", "on") for x in per[m]])
+        for rate in sorted(common):
+            c = {m: median([x[rate]["server_cpu_us_per_delivery"] for x in per[m]]) for m in ("off", "on")}
+            if c["off"]:
+                gain = c["on"] / c["off"] - 1
+                rows.append((f"{scenario} at {rate:g} sends/s: CPU per delivery with durable on ≤ "
+                             f"{1 + DURABLE_CPU_GAIN:.2f}× off (median of {n})",
+                             f"{c['on']:.2f} vs {c['off']:.2f} µs ({gain:+.1%})", gain <= DURABLE_CPU_GAIN))
     return rows
 
 
@@ -414,35 +443,39 @@ def durable_section(doc):
     lines = ["## Durable history: on vs off", ""]
     if doc.get("quick"):
         lines += ["> **Quick run (smoke check)**: tiny sizes — not comparable with a full run.", ""]
-    busy = sorted({(sub or {}).get("background_busy_pct") or 0
-                   for sc in ("fanout-all", "fanout-tag") for sub in ((doc.get(sc) or {}).values())})
+    runs = [(sc, i + 1, m, r.get(m) or {}) for sc in ("fanout-all", "fanout-tag")
+            for i, r in enumerate(durable_rounds(doc, sc)) for m in ("off", "on")]
+    busy = sorted({sub.get("background_busy_pct") or 0 for _, _, _, sub in runs})
     if busy and busy[-1] > CONTENDED_PCT:
         lines += [f"> **Taken under contention**: other work used up to {busy[-1]}% of the machine just before these "
                   "runs, so rates and CPU figures are noisy and the verdicts below are not reliable.", ""]
     if doc.get("note"):
         lines += [f"> {doc['note']}", ""]
+    n = max([i for _, i, _, _ in runs] or [1])
     lines += [f"`{doc.get('command', '')}`, {doc.get('date', '')}; {doc.get('switchboard', '')} at `{doc.get('git', '')}`. "
-              "Each scenario runs twice on fresh servers, `history.durable=false` then `true` (SQLite in the data dir, "
-              "`history.flush_interval` 100 ms): every broadcast is a push to a stream (`all`, `tag:<name>`), so with "
-              "durable on each one is also written to the database by the background writer.", ""]
+              f"{n} round(s); in each, every scenario runs on fresh servers with `history.durable=false` and `true`, "
+              "the first mode alternating between rounds (SQLite in the data dir, `history.flush_interval` 100 ms): every "
+              "broadcast is a push to a stream (`all`, `tag:<name>`), so with durable on each one is also written to the "
+              "database by the background writer. Verdicts compare medians over the rounds, because two runs of the same "
+              "mode differ by more than the database costs: CPU per delivery at a rate depends on how many pushes a "
+              "socket's task finds waiting when it wakes. A perf profile of the durable-on server during fan-out-tag at "
+              "100 sends/s puts SQLite and the history writer together below 1% of its samples.", ""]
     t = Table(["target", "measured", "met"])
     for name, value, ok in durable_checks(doc):
         t.add([name, value, "—" if ok is None else ("yes" if ok else "**no**")])
     lines += [t.md(), ""]
-    steps = Table(["scenario", "durable", "rate/s", "deliveries/s", "delivery p99 ms", "lost", "server CPU µs / delivery",
-                   "RSS MiB", "background CPU %"])
-    for scenario in ("fanout-all", "fanout-tag"):
-        for mode in ("off", "on"):
-            sub = (doc.get(scenario) or {}).get(mode) or {}
-            r = sub.get("result")
-            if not r:
-                continue
-            for st in r.get("steps", []):
-                steps.add([scenario, mode, f"{st['rate_per_s']:g}", num(st["deliveries_per_s"]),
-                           ms(dig(st, "delivery_latency", "p99_us")), num(st["lost"]),
-                           num(st["server_cpu_us_per_delivery"], 2),
-                           num((dig(st, "usage", "server_rss_bytes") or 0) / 1048576, 1),
-                           str(sub.get("background_busy_pct", ""))])
+    steps = Table(["scenario", "round", "durable", "rate/s", "deliveries/s", "delivery p99 ms", "sustained", "lost",
+                   "server CPU µs / delivery", "RSS MiB", "background CPU %"])
+    for scenario, i, mode, sub in runs:
+        r = sub.get("result")
+        if not r:
+            continue
+        for st in r.get("steps", []):
+            steps.add([scenario, str(i), mode, f"{st['rate_per_s']:g}", num(st["deliveries_per_s"]),
+                       ms(dig(st, "delivery_latency", "p99_us")), "yes" if st.get("ok") else "no", num(st["lost"]),
+                       num(st["server_cpu_us_per_delivery"], 2),
+                       num((dig(st, "usage", "server_rss_bytes") or 0) / 1048576, 1),
+                       str(sub.get("background_busy_pct", ""))])
     lines += [steps.md(), ""]
     return lines
 
