@@ -1,10 +1,17 @@
 //! # switchboard-sdk
 //!
-//! Everything a Switchboard addon may touch: the wire [`protocol`], the [`Client`] handle,
-//! the send functions ([`Hub`]), the [`event`] registry with typed binding and middleware,
-//! the [`Addon`] trait, identities and roles, and the HTTP error/security helpers in [`api`].
+//! The surface a Switchboard addon is written against: the wire types in [`protocol`], the
+//! [`Client`] handle, the send functions ([`Hub`]), the [`event`] registry with typed binding
+//! and middleware, the [`Addon`] trait, identities and roles, and the HTTP error/security
+//! helpers in [`api`].
 //!
-//! An addon never depends on the server crate; the server depends on every addon.
+//! An addon never depends on the server crate; the server depends on every addon. What runs
+//! the connections (send queues, the frame parser, event dispatch, the connection indexes)
+//! stays in the server: the server implements [`ClientHandle`] and builds the contexts
+//! handlers receive.
+//!
+//! The modules import each other in one direction only (`protocol`, `identity` and `tag` at
+//! the bottom, `addon` at the top); a test below keeps it so.
 
 #![warn(missing_docs)]
 
