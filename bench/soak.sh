@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Soak test: one release Switchboard under mixed load for a long time (issue 9).
+# Soak test: one release Switchboard under mixed load for a long time, to show that memory,
+# file descriptors and latency stay flat (leaks and slow growth only show over hours).
 #
 #   bench/soak.sh                 30 minutes
 #   bench/soak.sh --minutes 2     a short check

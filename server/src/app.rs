@@ -251,11 +251,11 @@ impl Application {
         tasks.spawn(monitor.clone().run(shutdown.clone()));
 
         let addons = Addons::default();
-        let mut events = EventRegistry::new();
+        let mut events = EventRegistry::reserving(crate::websocket::builtins::RESERVED);
         addons.register_events(&mut events);
         events.set_addon("host");
         extra_events(&mut events);
-        let router = events.build().map_err(|errs| {
+        let router = crate::websocket::EventRouter::build(events).map_err(|errs| {
             let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("event registration failed: {}", msgs.join("; "))
         })?;

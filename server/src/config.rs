@@ -639,7 +639,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_spec() {
+    fn defaults_are_the_documented_ones() {
         let c = Config::load_from(Path::new("/nonexistent"), None, env(&[])).unwrap();
         assert_eq!(c.server.address, "127.0.0.1:8000");
         assert_eq!(c.websocket.path, "/socket");

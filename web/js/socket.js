@@ -15,7 +15,7 @@
  * @module socket
  */
 
-/** Close codes with a meaning for the client (SPEC §5). */
+/** Close codes the server uses; each tells the client whether and how to reconnect. */
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,
@@ -470,8 +470,9 @@ export class SwitchboardSocket {
     this._connections += 1;
     this._info = data;
     this._setServerTags([]);
-    // A first connection may start from the positions the server announces (issue 6: the
-    // connection's own user stream); after a reconnect our own positions are what to recover from.
+    // A first connection starts from the positions the server announces in `connected` (its
+    // user stream and `all`), so pushes missed during the first drop can be recovered; after a
+    // reconnect our own positions are what to recover from.
     if (!reconnected) this._seedPositions(data);
     this._setState('open');
     this._startHeartbeat(data);

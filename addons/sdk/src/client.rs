@@ -1,18 +1,18 @@
-//! One connection as the rest of the system sees it: identity, metadata, tags, queue, session.
+//! One connection as an addon sees it: who it is, its tags and session, and how to send to it
+//! or close it. The connection itself (its send queue, its place in the indexes) belongs to
+//! the server, which implements [`ClientHandle`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::identity::{Identity, UserId};
-use crate::outbox::{CloseRequest, Outbound, Outbox, PushOutcome};
-use crate::protocol::{Envelope, FrameData, close, code, unix_now};
+use crate::protocol::{Envelope, EventError, FrameData, close};
 use crate::tag::Tag;
 
 /// A connection id, unique across the cluster: `<node prefix>.<counter>`.
@@ -109,149 +109,114 @@ impl Session {
     }
 }
 
-/// A live connection. Shared (`Arc`) between the registry, handlers and the socket task.
-pub struct Client {
-    id: ClientId,
-    info: ClientInfo,
-    identity: RwLock<Option<Arc<Identity>>>,
-    heartbeat: AtomicI64,
-    tags: Mutex<BTreeSet<Tag>>,
-    outbox: Outbox,
-    session: Session,
-    marks: Mutex<Vec<(Arc<str>, u64)>>,
+/// A serialised frame for one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A text frame (pushes, replies to text requests).
+    Text(String),
+    /// A binary frame (replies to binary requests).
+    Binary(Bytes),
 }
+
+/// What the server implements for each live connection. Addons never implement or call it
+/// directly: they hold a [`Client`], which wraps it.
+///
+/// The server's fan-out does not go through this trait: its indexes hold its own connection
+/// type and queue frames on it directly, so a push to many recipients costs no dynamic call
+/// per recipient. Only a handler's calls on its one [`Client`] are dynamic.
+pub trait ClientHandle: Send + Sync + 'static {
+    /// The connection id.
+    fn id(&self) -> &ClientId;
+    /// Facts from the handshake.
+    fn info(&self) -> &ClientInfo;
+    /// Who the connection acts as, `None` when anonymous.
+    fn identity(&self) -> Option<Arc<Identity>>;
+    /// The connection's tags, sorted.
+    fn tags(&self) -> Vec<Tag>;
+    /// Whether the connection is in `tag`.
+    fn has_tag(&self, tag: &Tag) -> bool;
+    /// The per-connection key/value store.
+    fn session(&self) -> &Session;
+    /// Unix seconds of the last inbound frame.
+    fn heartbeat_time(&self) -> i64;
+    /// Queues a frame without waiting. Returns whether it was queued.
+    fn send(&self, frame: Frame) -> bool;
+    /// Closes with `code` after what is queued has been written; a kick (4001) is announced
+    /// with `kick {reason}` first. Returns whether this request is the one that closes it.
+    fn disconnect(&self, code: u16, reason: &str) -> bool;
+}
+
+/// A live connection, as event handlers and the hub hand it out. Cloning it is cheap (a
+/// shared pointer).
+///
+/// ```
+/// # use switchboard_sdk::Client;
+/// fn greet(client: &Client) {
+///     if client.user_id().is_some() {
+///         client.send_success("greeting", &serde_json::json!({"hello": client.username()}));
+///     }
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Client(Arc<dyn ClientHandle>);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("id", &self.id)
+            .field("id", self.id())
             .field("user_id", &self.user_id())
             .finish()
     }
 }
 
 impl Client {
-    /// Creates the shared state of a new connection.
-    pub fn new(
-        id: ClientId,
-        info: ClientInfo,
-        identity: Option<Identity>,
-        send_queue_bytes: usize,
-    ) -> Self {
-        let now = unix_now();
-        Client {
-            id,
-            info,
-            identity: RwLock::new(identity.map(Arc::new)),
-            heartbeat: AtomicI64::new(now),
-            tags: Mutex::new(BTreeSet::new()),
-            outbox: Outbox::new(send_queue_bytes),
-            session: Session::default(),
-            marks: Mutex::new(Vec::new()),
-        }
+    /// Wraps the server's connection.
+    pub fn new(handle: Arc<dyn ClientHandle>) -> Self {
+        Client(handle)
     }
-
-    /// Records the offset a stream had when this connection started receiving it live.
-    /// Only the server's hub calls this, under the stream's lock.
-    #[doc(hidden)]
-    pub fn set_stream_mark(&self, stream: &str, offset: u64) {
-        let mut m = self.marks.lock();
-        match m.iter_mut().find(|(s, _)| &**s == stream) {
-            Some(e) => e.1 = offset,
-            None => m.push((Arc::from(stream), offset)),
-        }
-    }
-
-    /// The offset recorded by [`Client::set_stream_mark`].
-    #[doc(hidden)]
-    pub fn stream_mark(&self, stream: &str) -> Option<u64> {
-        self.marks
-            .lock()
-            .iter()
-            .find(|(s, _)| &**s == stream)
-            .map(|e| e.1)
-    }
-
-    /// Forgets a stream mark (after leaving a tag or changing user).
-    #[doc(hidden)]
-    pub fn clear_stream_mark(&self, stream: &str) {
-        self.marks.lock().retain(|(s, _)| &**s != stream);
-    }
-
     /// The connection id.
     pub fn id(&self) -> &ClientId {
-        &self.id
+        self.0.id()
     }
     /// Facts from the handshake.
     pub fn info(&self) -> &ClientInfo {
-        &self.info
+        self.0.info()
     }
     /// Who the connection acts as, `None` for an anonymous client on an exempt path.
     pub fn identity(&self) -> Option<Arc<Identity>> {
-        self.identity.read().clone()
+        self.0.identity()
     }
     /// The user, if the connection belongs to one.
     pub fn user_id(&self) -> Option<UserId> {
-        self.identity.read().as_ref().and_then(|i| i.user_id)
+        self.identity().and_then(|i| i.user_id)
     }
     /// The user's name, empty when anonymous.
     pub fn username(&self) -> String {
-        self.identity
-            .read()
-            .as_ref()
+        self.identity()
             .map(|i| i.username.clone())
             .unwrap_or_default()
     }
-    /// Replaces the identity. Only the server's registry calls this, so that its user index
-    /// changes in the same step.
-    #[doc(hidden)]
-    pub fn set_identity(&self, identity: Option<Identity>) {
-        *self.identity.write() = identity.map(Arc::new);
-    }
     /// Unix seconds of the last inbound frame.
     pub fn heartbeat_time(&self) -> i64 {
-        self.heartbeat.load(Ordering::Relaxed)
+        self.0.heartbeat_time()
     }
-    /// Records inbound activity.
-    pub fn touch(&self) {
-        self.heartbeat.store(unix_now(), Ordering::Relaxed);
-    }
-    /// The connection's tags, sorted.
+    /// The connection's tags, sorted. Tags change only through the server (`join`, `quit`,
+    /// the HTTP API), which keeps its indexes in step.
     pub fn tags(&self) -> Vec<Tag> {
-        self.tags.lock().iter().cloned().collect()
+        self.0.tags()
     }
     /// Whether the connection is in `tag`.
     pub fn has_tag(&self, tag: &Tag) -> bool {
-        self.tags.lock().contains(tag)
-    }
-    /// Number of tags.
-    pub fn tag_count(&self) -> usize {
-        self.tags.lock().len()
-    }
-    /// Mutable access to the tag set. Only the registry calls this, under its own lock.
-    #[doc(hidden)]
-    pub fn tags_mut(&self) -> parking_lot::MutexGuard<'_, BTreeSet<Tag>> {
-        self.tags.lock()
+        self.0.has_tag(tag)
     }
     /// The per-connection key/value store.
     pub fn session(&self) -> &Session {
-        &self.session
+        self.0.session()
     }
-    /// The send queue (the socket task drains it).
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
     /// Queues an already-serialised frame. Returns whether it was queued.
-    pub fn send_frame(&self, frame: Outbound) -> bool {
-        self.outbox.push(frame) == PushOutcome::Queued
+    pub fn send_frame(&self, frame: Frame) -> bool {
+        self.0.send(frame)
     }
-
-    /// Queues a stream push (held while the connection recovers). Returns whether it was queued.
-    pub fn send_stream_frame(&self, frame: Outbound) -> bool {
-        self.outbox.push_stream(frame) == PushOutcome::Queued
-    }
-
     /// Queues an envelope, as text or (for replies to binary requests) binary.
     pub fn send_envelope<D: FrameData + ?Sized>(
         &self,
@@ -259,76 +224,37 @@ impl Client {
         binary: bool,
     ) -> bool {
         let text = env.encode();
-        let frame = if binary {
-            Outbound::Binary(Bytes::from(text))
+        self.send_frame(if binary {
+            Frame::Binary(Bytes::from(text))
         } else {
-            Outbound::Text(text)
-        };
-        self.send_frame(frame)
+            Frame::Text(text)
+        })
     }
-
     /// Sends `{"event", "data", "code": 0}` to this connection (hotgo's `SendSuccess`).
     pub fn send_success(&self, event: &str, data: &Value) -> bool {
         self.send_envelope(&Envelope::new(event, data), false)
     }
-
     /// Sends `{"event", "code": -1, "errorMsg"}` to this connection (hotgo's `SendError`).
     pub fn send_error(&self, event: &str, message: &str) -> bool {
-        let mut env = Envelope::new(event, &Value::Null);
-        env.code = code::HANDLER_ERROR;
-        env.error_msg = Some(message);
-        self.send_envelope(&env, false)
+        self.send_envelope(
+            &Envelope::error(event, &EventError::failed(message), None),
+            false,
+        )
     }
-
     /// Sends `kick {reason}` and then closes with 4001.
     pub fn kick(&self, reason: &str) -> bool {
-        let data = serde_json::json!({ "reason": reason });
-        self.send_success("kick", &data);
-        self.close(close::KICKED, reason, true)
+        self.0.disconnect(close::KICKED, reason)
     }
-
     /// Closes with `code` after what is queued has been written. A kick (4001) is announced
     /// with `kick {reason}` first, so the client knows not to reconnect at once.
     pub fn disconnect(&self, code: u16, reason: &str) -> bool {
-        if code == close::KICKED {
-            self.kick(reason)
-        } else {
-            self.close(code, reason, true)
-        }
+        self.0.disconnect(code, reason)
     }
-
-    /// Asks the socket task to close with `code`. `flush` writes queued frames first.
-    pub fn close(&self, code: u16, reason: &str, flush: bool) -> bool {
-        self.outbox.close(CloseRequest {
-            code,
-            reason: truncate_reason(reason),
-            flush,
-        })
-    }
-}
-
-/// Close reasons are limited to 123 bytes on the wire; cut at a character boundary.
-fn truncate_reason(reason: &str) -> String {
-    if reason.len() <= 123 {
-        return reason.to_string();
-    }
-    let mut end = 123;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn close_reason_is_cut_to_123_bytes_on_a_char_boundary() {
-        let r = truncate_reason(&"é".repeat(100));
-        assert!(r.len() <= 123);
-        assert!(r.chars().all(|c| c == 'é'));
-    }
 
     #[test]
     fn client_ids_parse_only_printable_ascii() {
@@ -338,13 +264,71 @@ mod tests {
         assert!(ClientId::parse(&"x".repeat(65)).is_none());
     }
 
+    /// A connection that records what the sdk asks of it.
+    struct Recorder {
+        id: ClientId,
+        info: ClientInfo,
+        session: Session,
+        sent: Mutex<Vec<Frame>>,
+        closed: Mutex<Option<(u16, String)>>,
+    }
+
+    impl ClientHandle for Recorder {
+        fn id(&self) -> &ClientId {
+            &self.id
+        }
+        fn info(&self) -> &ClientInfo {
+            &self.info
+        }
+        fn identity(&self) -> Option<Arc<Identity>> {
+            None
+        }
+        fn tags(&self) -> Vec<Tag> {
+            Vec::new()
+        }
+        fn has_tag(&self, _tag: &Tag) -> bool {
+            false
+        }
+        fn session(&self) -> &Session {
+            &self.session
+        }
+        fn heartbeat_time(&self) -> i64 {
+            0
+        }
+        fn send(&self, frame: Frame) -> bool {
+            self.sent.lock().push(frame);
+            true
+        }
+        fn disconnect(&self, code: u16, reason: &str) -> bool {
+            self.closed
+                .lock()
+                .replace((code, reason.to_string()))
+                .is_none()
+        }
+    }
+
     #[test]
-    fn kick_queues_the_reason_then_closes() {
-        let c = Client::new(ClientId::new("n", 1), ClientInfo::default(), None, 1 << 20);
-        assert!(c.kick("bye"));
-        let mut out = Vec::new();
-        let close = c.outbox().drain(&mut out).unwrap();
-        assert_eq!(close.code, 4001);
-        assert_eq!(out.len(), 1);
+    fn errors_go_out_as_one_envelope_and_kick_closes_with_4001() {
+        let rec = Arc::new(Recorder {
+            id: ClientId::new("n", 1),
+            info: ClientInfo::default(),
+            session: Session::default(),
+            sent: Mutex::new(Vec::new()),
+            closed: Mutex::new(None),
+        });
+        let client = Client::new(rec.clone());
+        assert!(client.send_error("e", "no"));
+        let Some(Frame::Text(text)) = rec.sent.lock().first().cloned() else {
+            panic!("a text frame");
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["code"].as_i64()),
+            (Some("e"), Some(-1))
+        );
+        assert_eq!(v["errorMsg"], "no");
+        assert!(v.get("data").is_none());
+        assert!(client.kick("bye"));
+        assert_eq!(*rec.closed.lock(), Some((4001, "bye".to_string())));
     }
 }

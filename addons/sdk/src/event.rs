@@ -15,72 +15,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{Client, Session};
 use crate::hub::Hub;
 use crate::identity::{Identity, Role, UserId};
-use crate::protocol::{Data, Envelope, FrameData, code};
+use crate::protocol::{Data, Envelope, FrameData, MAX_EVENT_LEN};
+
+pub use crate::protocol::{EventError, bind};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Events the server handles itself; registering one of these is a start-up error.
-pub const RESERVED_EVENTS: &[&str] = &[
-    "ping",
-    "join",
-    "quit",
-    "publish",
-    "login",
-    "recover",
-    "admin/monitor/trends",
-    "admin/monitor/runInfo",
-    "connected",
-    "kick",
-    "notice",
-    "error",
-];
-
-/// An error reply: `code` and `errorMsg`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventError {
-    /// Reply code (see [`crate::protocol::code`]).
-    pub code: i32,
-    /// Human-readable message.
-    pub message: String,
-}
-
-impl EventError {
-    /// Any code.
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
-        EventError {
-            code,
-            message: message.into(),
-        }
-    }
-    /// The handler failed (code -1, hotgo's `SendError`).
-    pub fn failed(message: impl Into<String>) -> Self {
-        Self::new(code::HANDLER_ERROR, message)
-    }
-    /// Bad input (400).
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(code::BAD_REQUEST, message)
-    }
-    /// Not allowed (403).
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(code::FORBIDDEN, message)
-    }
-    /// Not found (404).
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(code::NOT_FOUND, message)
-    }
-}
-
-impl fmt::Display for EventError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.code)
-    }
-}
-
-impl std::error::Error for EventError {}
 
 /// What a successful handler answers.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,7 +67,7 @@ pub type EventResult = Result<Reply, EventError>;
 /// Everything a handler may use: the connection, the hub, the request's correlation data.
 #[derive(Clone)]
 pub struct EventContext {
-    client: Arc<Client>,
+    client: Client,
     hub: Arc<dyn Hub>,
     event: Arc<str>,
     seqno: Option<Value>,
@@ -134,7 +77,7 @@ pub struct EventContext {
 impl EventContext {
     /// Built by the server for each request (`event` is the route's shared name).
     pub fn new(
-        client: Arc<Client>,
+        client: Client,
         hub: Arc<dyn Hub>,
         event: Arc<str>,
         seqno: Option<Value>,
@@ -149,7 +92,7 @@ impl EventContext {
         }
     }
     /// The calling connection.
-    pub fn client(&self) -> &Arc<Client> {
+    pub fn client(&self) -> &Client {
         &self.client
     }
     /// The send functions.
@@ -165,7 +108,7 @@ impl EventContext {
         self.client.user_id()
     }
     /// The per-connection key/value store.
-    pub fn session(&self) -> &crate::client::Session {
+    pub fn session(&self) -> &Session {
         self.client.session()
     }
     /// The event name of the request.
@@ -190,39 +133,9 @@ impl EventContext {
     }
     /// Sends an error reply to the caller now, echoing event and seqno (hotgo's `SendError`).
     pub fn send_error(&self, err: &EventError) -> bool {
-        let mut env = Envelope::new(&self.event, &Value::Null);
-        env.code = err.code;
-        env.error_msg = Some(&err.message);
-        env.seqno = self.seqno.as_ref();
+        let env = Envelope::error(&self.event, err, self.seqno.as_ref());
         self.client.send_envelope(&env, self.binary)
     }
-}
-
-/// Binds `data` into a handler's own type, straight from the JSON text; a mismatch is a 400
-/// naming the field.
-///
-/// ```
-/// use serde::Deserialize;
-/// use switchboard_sdk::event::bind;
-/// use switchboard_sdk::protocol::Data;
-/// #[derive(Deserialize)]
-/// struct Move { x: i32 }
-/// let data = Data::from_json(r#"{"x": "left"}"#).unwrap();
-/// let err = bind::<Move>(&data).err().unwrap();
-/// assert_eq!(err.code, 400);
-/// assert!(err.message.starts_with("data.x:"));
-/// ```
-pub fn bind<T: DeserializeOwned>(data: &Data) -> Result<T, EventError> {
-    let mut de = serde_json::Deserializer::from_str(data.get());
-    serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            EventError::bad_request(format!("data: {inner}"))
-        } else {
-            EventError::bad_request(format!("data.{path}: {inner}"))
-        }
-    })
 }
 
 /// A type-erased event handler.
@@ -389,6 +302,16 @@ impl Route {
     pub fn addon(&self) -> &str {
         &self.addon
     }
+    /// Runs the route's middleware chain and its handler. The caller (the server) has already
+    /// checked [`Route::role`].
+    pub async fn call(&self, ctx: EventContext, data: Data) -> EventResult {
+        Next {
+            rest: &self.middleware,
+            handler: &*self.handler,
+        }
+        .run(ctx, data)
+        .await
+    }
     /// What the event document says about it.
     pub fn doc(&self) -> EventDoc {
         EventDoc {
@@ -478,10 +401,10 @@ pub enum RegistryError {
 /// async fn echo(_ctx: EventContext, data: serde_json::Value) -> EventResult {
 ///     Ok(data.into())
 /// }
-/// let mut reg = EventRegistry::new();
+/// let mut reg = EventRegistry::reserving(&["ping"]);
 /// reg.set_addon("demo");
 /// reg.on("admin/addons/demo/echo", echo);
-/// reg.on("ping", echo); // reserved
+/// reg.on("ping", echo); // the server's own
 /// assert!(reg.build().is_err());
 /// ```
 #[derive(Default)]
@@ -491,12 +414,22 @@ pub struct EventRegistry {
     errors: Vec<RegistryError>,
     addon: String,
     dummy: Option<Route>,
+    reserved: &'static [&'static str],
 }
 
 impl EventRegistry {
-    /// An empty registry.
+    /// An empty registry that refuses no name but the invalid ones.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry that refuses `reserved` (the server passes the names of its own
+    /// events, so an addon cannot shadow one).
+    pub fn reserving(reserved: &'static [&'static str]) -> Self {
+        EventRegistry {
+            reserved,
+            ..Self::default()
+        }
     }
 
     /// Names the addon whose registrations follow (for error messages). The server calls this.
@@ -524,14 +457,14 @@ impl EventRegistry {
 
     fn add(&mut self, name: &str, handler: Arc<dyn Handler>, request: Schema) -> RouteBuilder<'_> {
         let addon = self.addon.clone();
-        if name.is_empty() || name.len() > crate::protocol::MAX_EVENT_LEN {
+        if name.is_empty() || name.len() > MAX_EVENT_LEN {
             self.errors.push(RegistryError::Invalid {
                 addon,
                 event: name.to_string(),
             });
             return RouteBuilder { route: None };
         }
-        if RESERVED_EVENTS.contains(&name) {
+        if self.reserved.contains(&name) {
             self.errors.push(RegistryError::Reserved {
                 addon,
                 event: name.to_string(),
@@ -577,74 +510,24 @@ impl EventRegistry {
         self.global.push(Arc::new(m));
     }
 
-    /// Finishes registration; fails with every problem found.
-    pub fn build(self) -> Result<EventRouter, Vec<RegistryError>> {
+    /// Finishes registration; fails with every problem found. Each route's chain is fixed
+    /// here (the global middleware, then its own), so a request runs it without assembling it.
+    pub fn build(self) -> Result<Vec<Route>, Vec<RegistryError>> {
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        Ok(EventRouter {
-            routes: self.routes,
-            global: self.global,
-        })
-    }
-}
-
-/// The frozen event table the server dispatches through.
-pub struct EventRouter {
-    routes: HashMap<String, Route>,
-    global: Vec<Arc<dyn Middleware>>,
-}
-
-impl EventRouter {
-    /// The route of an event.
-    pub fn route(&self, name: &str) -> Option<&Route> {
-        self.routes.get(name)
-    }
-
-    /// Registered event names, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.routes.keys().map(String::as_str).collect();
-        v.sort_unstable();
-        v
-    }
-
-    /// What the event document says about every registered event, sorted by name.
-    pub fn docs(&self) -> Vec<EventDoc> {
-        let mut v: Vec<EventDoc> = self.routes.values().map(Route::doc).collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    /// Runs the role check, the middleware chain and the handler of `route`.
-    pub async fn dispatch(&self, route: &Route, ctx: EventContext, data: Data) -> EventResult {
-        if let Some(required) = route.role {
-            let allowed = ctx.identity().is_some_and(|i| i.has_role(required));
-            if !allowed {
-                return Err(EventError::forbidden(format!(
-                    "event requires the {required} role"
-                )));
-            }
-        }
-        if route.middleware.is_empty() {
-            return Next {
-                rest: &self.global,
-                handler: &*route.handler,
-            }
-            .run(ctx, data)
-            .await;
-        }
-        let chain: Vec<Arc<dyn Middleware>> = self
-            .global
-            .iter()
-            .chain(route.middleware.iter())
-            .cloned()
+        let global = self.global;
+        let mut routes: Vec<Route> = self
+            .routes
+            .into_values()
+            .map(|mut r| {
+                let own = std::mem::take(&mut r.middleware);
+                r.middleware = global.iter().cloned().chain(own).collect();
+                r
+            })
             .collect();
-        Next {
-            rest: &chain,
-            handler: &*route.handler,
-        }
-        .run(ctx, data)
-        .await
+        routes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(routes)
     }
 }
 
@@ -674,7 +557,7 @@ mod tests {
 
     #[test]
     fn duplicate_and_reserved_names_are_reported_together() {
-        let mut reg = EventRegistry::new();
+        let mut reg = EventRegistry::reserving(&["join"]);
         reg.set_addon("a");
         reg.on("x", echo);
         reg.on("join", echo);
@@ -708,7 +591,7 @@ mod tests {
             .describe("Moves.")
             .reply::<Vec<String>>();
         reg.on("admin/addons/chess/echo", echo);
-        let docs = reg.build().ok().unwrap().docs();
+        let docs: Vec<EventDoc> = reg.build().ok().unwrap().iter().map(Route::doc).collect();
         let names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(
             names,

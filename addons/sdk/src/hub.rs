@@ -1,7 +1,5 @@
 //! The send functions: what addons and the host call to reach connections.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 
 use crate::client::{Client, ClientId};
@@ -67,9 +65,9 @@ pub trait Hub: Send + Sync + 'static {
         self.send(&Audience::Tag(tag.clone()), push).await
     }
     /// A connection held by this node.
-    fn client(&self, id: &ClientId) -> Option<Arc<Client>>;
+    fn client(&self, id: &ClientId) -> Option<Client>;
     /// The connections of a user held by this node.
-    fn user_clients(&self, user: UserId) -> Vec<Arc<Client>>;
+    fn user_clients(&self, user: UserId) -> Vec<Client>;
     /// This node's id.
     fn node_id(&self) -> &str;
 }

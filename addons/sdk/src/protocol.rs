@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Reply codes carried in the `code` field.
 pub mod code {
@@ -126,14 +125,13 @@ impl Data {
         self.0.get() == "null"
     }
 
-    /// Deserialises the data into `T`; a mismatch is a 400 naming the field (see
-    /// [`crate::event::bind`]).
-    pub fn bind<T: DeserializeOwned>(&self) -> Result<T, crate::event::EventError> {
-        crate::event::bind(self)
+    /// Deserialises the data into `T`; a mismatch is a 400 naming the field (see [`bind`]).
+    pub fn bind<T: DeserializeOwned>(&self) -> Result<T, EventError> {
+        bind(self)
     }
 
     /// The data as a [`Value`].
-    pub fn to_value(&self) -> Result<Value, crate::event::EventError> {
+    pub fn to_value(&self) -> Result<Value, EventError> {
         self.bind()
     }
 }
@@ -236,128 +234,77 @@ impl FrameData for RawValue {
     }
 }
 
-/// A parsed client request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Request {
-    /// Event name.
-    pub event: String,
-    /// Payload (`null` when absent), unparsed.
-    pub data: Data,
-    /// Correlation id, echoed in the reply.
-    pub seqno: Option<Value>,
-}
-
-/// A frame that could not be turned into a [`Request`]; answered with code 400.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BadFrame {
-    /// The event name if one could be read, for the reply's `event`.
-    pub event: Option<String>,
-    /// The seqno if one could be read, echoed in the reply.
-    pub seqno: Option<Value>,
-    /// What was wrong.
-    pub message: String,
-}
-
-/// Event name used in replies to frames whose own event could not be read.
-pub const ERROR_EVENT: &str = "error";
-
 /// Longest accepted event name, in bytes.
 pub const MAX_EVENT_LEN: usize = 128;
 
-/// The top-level fields of a frame, each still unparsed; unknown fields are skipped.
-#[derive(Deserialize)]
-struct RawFrame<'a> {
-    #[serde(borrow, default)]
-    event: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    seqno: Option<&'a RawValue>,
+/// An error reply: `code` and `errorMsg`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventError {
+    /// Reply code (see [`code`]).
+    pub code: i32,
+    /// Human-readable message.
+    pub message: String,
 }
 
-fn malformed(message: impl fmt::Display) -> BadFrame {
-    BadFrame {
-        event: None,
-        seqno: None,
-        message: format!("malformed frame: {message}"),
-    }
-}
-
-/// Parses a binary request frame (its bytes must be UTF-8 JSON like any frame).
-///
-/// Only `event` and `seqno` are parsed; `data` is checked to be well-formed JSON and kept as
-/// text ([`Data`]). A field given twice is refused.
-///
-/// ```
-/// use switchboard_sdk::protocol::parse_request;
-/// let r = parse_request(br#"{"event":"ping","seqno":7}"#).unwrap();
-/// assert_eq!(r.event, "ping");
-/// assert!(parse_request(b"nope").is_err());
-/// ```
-pub fn parse_request(bytes: &[u8]) -> Result<Request, BadFrame> {
-    expect_object(bytes)?;
-    request_from(serde_json::from_slice(bytes).map_err(malformed)?)
-}
-
-/// Parses a text request frame as [`parse_request`] does, without checking UTF-8 again (the
-/// WebSocket layer already checked a text frame's payload).
-pub fn parse_text_request(text: &str) -> Result<Request, BadFrame> {
-    expect_object(text.as_bytes())?;
-    request_from(serde_json::from_str(text).map_err(malformed)?)
-}
-
-/// A struct also deserialises from a JSON array (fields by position): only objects are frames.
-fn expect_object(bytes: &[u8]) -> Result<(), BadFrame> {
-    if bytes.trim_ascii_start().first() == Some(&b'{') {
-        return Ok(());
-    }
-    Err(
-        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-            Err(e) => malformed(e),
-            Ok(_) => malformed("expected a JSON object"),
-        },
-    )
-}
-
-fn request_from(frame: RawFrame<'_>) -> Result<Request, BadFrame> {
-    let seqno = match frame
-        .seqno
-        .map(|raw| serde_json::from_str::<Value>(raw.get()))
-    {
-        None => None,
-        Some(Ok(v @ (Value::String(_) | Value::Number(_)))) => Some(v),
-        // `null` never reaches here (an absent Option); nested values parse or were refused above
-        // only when too deep.
-        Some(_) => {
-            return Err(BadFrame {
-                event: frame
-                    .event
-                    .and_then(|e| serde_json::from_str::<String>(e.get()).ok()),
-                seqno: None,
-                message: "seqno must be a string or a number".into(),
-            });
+impl EventError {
+    /// Any code.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        EventError {
+            code,
+            message: message.into(),
         }
-    };
-    let bad = |message: String| BadFrame {
-        event: None,
-        seqno: seqno.clone(),
-        message,
-    };
-    let event = match frame.event {
-        None => return Err(bad("missing event".into())),
-        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
-            Ok(s) if s.is_empty() => return Err(bad("event must not be empty".into())),
-            Ok(s) if s.len() > MAX_EVENT_LEN => {
-                return Err(bad(format!("event must be at most {MAX_EVENT_LEN} bytes")));
-            }
-            Ok(s) => s,
-            Err(_) => return Err(bad("event must be a string".into())),
-        },
-    };
-    let data = frame
-        .data
-        .map_or_else(Data::null, |raw| Data(raw.to_owned()));
-    Ok(Request { event, data, seqno })
+    }
+    /// The handler failed (code -1, hotgo's `SendError`).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(code::HANDLER_ERROR, message)
+    }
+    /// Bad input (400).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(code::BAD_REQUEST, message)
+    }
+    /// Not allowed (403).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(code::FORBIDDEN, message)
+    }
+    /// Not found (404).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(code::NOT_FOUND, message)
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for EventError {}
+
+/// Binds `data` into a handler's own type, straight from the JSON text; a mismatch is a 400
+/// naming the field.
+///
+/// ```
+/// use serde::Deserialize;
+/// use switchboard_sdk::event::bind;
+/// use switchboard_sdk::protocol::Data;
+/// #[derive(Deserialize)]
+/// struct Move { x: i32 }
+/// let data = Data::from_json(r#"{"x": "left"}"#).unwrap();
+/// let err = bind::<Move>(&data).err().unwrap();
+/// assert_eq!(err.code, 400);
+/// assert!(err.message.starts_with("data.x:"));
+/// ```
+pub fn bind<T: DeserializeOwned>(data: &Data) -> Result<T, EventError> {
+    let mut de = serde_json::Deserializer::from_str(data.get());
+    serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            EventError::bad_request(format!("data: {inner}"))
+        } else {
+            EventError::bad_request(format!("data.{path}: {inner}"))
+        }
+    })
 }
 
 /// Position of a push in a delivery stream.
@@ -432,11 +379,29 @@ impl<'a, D: FrameData + ?Sized> Envelope<'a, D> {
         self
     }
 
-    /// Serialises once; the result is shared by every recipient.
-    pub fn encode(&self) -> Utf8Bytes {
+    /// The frame's JSON text. This is the only place a frame is serialised: the server turns
+    /// the `String` into a shared buffer without copying and hands it to every recipient.
+    pub fn encode(&self) -> String {
         // Serialising a struct of strings, numbers and JSON values cannot fail.
-        let s = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
-        Utf8Bytes::from(s)
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+impl<'a> Envelope<'a, Value> {
+    /// An error reply `{"event", "code", "errorMsg"}` (with `seqno` echoed when given). Every
+    /// refusal a client sees is built here.
+    pub fn error(event: &'a str, err: &'a EventError, seqno: Option<&'a Value>) -> Self {
+        Envelope {
+            event,
+            data: &Value::Null,
+            code: err.code,
+            error_msg: Some(&err.message),
+            seqno,
+            stream: None,
+            offset: None,
+            epoch: None,
+            timestamp: unix_now(),
+        }
     }
 }
 
@@ -465,94 +430,9 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn parses_a_full_request() {
-        let r = parse_request(br#"{"event":"a/b","data":{"x":1},"seqno":"s1"}"#).unwrap();
-        assert_eq!(r.event, "a/b");
-        assert_eq!(r.data.to_value().unwrap(), json!({"x":1}));
-        assert_eq!(r.seqno, Some(json!("s1")));
-    }
-
-    #[test]
-    fn data_and_seqno_are_optional() {
-        let r = parse_request(br#"{"event":"ping"}"#).unwrap();
-        assert!(r.data.is_null());
-        assert_eq!(r.seqno, None);
-    }
-
-    #[test]
-    fn refuses_non_objects_and_garbage() {
-        for bad in [&b"[]"[..], b"1", b"\"x\"", b"{", b"\xff\xfe", b"null"] {
-            let e = parse_request(bad).unwrap_err();
-            assert!(e.message.starts_with("malformed frame"), "{:?}", e);
-        }
-    }
-
-    #[test]
-    fn missing_or_bad_event_keeps_seqno() {
-        let e = parse_request(br#"{"seqno":3}"#).unwrap_err();
-        assert_eq!(e.seqno, Some(json!(3)));
-        assert_eq!(e.message, "missing event");
-        let e = parse_request(br#"{"event":5,"seqno":"q"}"#).unwrap_err();
-        assert_eq!(e.seqno, Some(json!("q")));
-        let e = parse_request(br#"{"event":""}"#).unwrap_err();
-        assert_eq!(e.message, "event must not be empty");
-        let long = format!(r#"{{"event":"{}"}}"#, "e".repeat(129));
-        assert!(parse_request(long.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn seqno_must_be_string_or_number() {
-        let e = parse_request(br#"{"event":"x","seqno":{}}"#).unwrap_err();
-        assert_eq!(e.event.as_deref(), Some("x"));
-        assert!(parse_request(br#"{"event":"x","seqno":1.5}"#).is_ok());
-    }
-
-    #[test]
-    fn deep_nesting_is_an_error_not_a_crash() {
-        // `data` is only skimmed (iteratively); binding it is where depth is limited.
-        let deep = format!(
-            r#"{{"event":"x","data":{}{}}}"#,
-            "[".repeat(10_000),
-            "]".repeat(10_000)
-        );
-        let r = parse_request(deep.as_bytes()).unwrap();
-        assert_eq!(r.data.get().len(), 20_000);
-        assert_eq!(r.data.to_value().unwrap_err().code, code::BAD_REQUEST);
-        let deep_seqno = format!(
-            r#"{{"event":"x","seqno":{}1{}}}"#,
-            "[".repeat(200),
-            "]".repeat(200)
-        );
-        assert!(parse_request(deep_seqno.as_bytes()).is_err());
-        let unbalanced = format!(r#"{{"event":"x","data":{}}}"#, "[".repeat(10_000));
-        assert!(parse_request(unbalanced.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn data_is_kept_as_sent_and_fields_are_not_repeated() {
-        let r = parse_request(br#" {"data": { "a" : [1, 2.50] }, "event":"e", "extra": {"x":[]}}"#)
-            .unwrap();
-        assert_eq!(r.data.get(), r#"{ "a" : [1, 2.50] }"#);
-        let e = parse_request(br#"{"event":"a","event":"b"}"#).unwrap_err();
-        assert!(
-            e.message.contains("duplicate field `event`"),
-            "{}",
-            e.message
-        );
-        let e = parse_request(br#"["ping", null, 1]"#).unwrap_err();
-        assert_eq!(e.message, "malformed frame: expected a JSON object");
-        let e = parse_request(br#"{"event":"x","data":{"a":}}"#).unwrap_err();
-        assert!(e.message.starts_with("malformed frame"), "{}", e.message);
-        let r = parse_text_request(r#"{"event":"e\u0041","data":null,"seqno":null}"#).unwrap();
-        assert_eq!(r.event, "eA");
-        assert!(r.data.is_null() && r.seqno.is_none());
-    }
-
-    #[test]
     fn raw_data_goes_back_out_untouched() {
-        let r = parse_request(br#"{"event":"e","data":{"big":123456789012345678901234567890}}"#)
-            .unwrap();
-        let mut e = Envelope::new("e", &r.data);
+        let data = Data::from_json(r#"{"big":123456789012345678901234567890}"#).unwrap();
+        let mut e = Envelope::new("e", &data);
         e.timestamp = 1;
         assert_eq!(
             &*e.encode(),

@@ -9,9 +9,9 @@
 
 use poem_openapi::registry::Registry;
 use serde_json::{Map, Value, json};
-use switchboard_sdk::event::{EventDoc, EventRouter, Schema};
+use switchboard_sdk::event::{EventDoc, Schema};
 
-use crate::websocket::builtins;
+use crate::websocket::{EventRouter, builtins};
 
 /// The AsyncAPI version the document follows.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";

@@ -94,7 +94,7 @@ impl Broker for RedisBackend {
         Ok(n.max(0) as usize)
     }
 
-    async fn recover(&self, client: &Client, req: RecoverRequest) -> Result<Value, EventError> {
+    async fn recover(&self, client: &Connection, req: RecoverRequest) -> Result<Value, EventError> {
         req.check()?;
         let mut reply = RecoverReply::default();
         let mut c = self.conn();

@@ -70,14 +70,14 @@ pub(super) enum BusMsg {
 }
 
 pub(super) struct PendingAttach {
-    pub(super) client: Arc<Client>,
+    pub(super) client: Arc<Connection>,
     pub(super) reservation: Reservation,
     pub(super) greeting: Greeting,
     pub(super) done: oneshot::Sender<()>,
 }
 
 pub(super) struct PendingIdent {
-    pub(super) client: Arc<Client>,
+    pub(super) client: Arc<Connection>,
     pub(super) identity: Identity,
     pub(super) done: oneshot::Sender<Result<(), LimitError>>,
 }
@@ -88,66 +88,31 @@ pub(super) fn encode_raw(
     data: &str,
     pos: Option<(&str, u64, &str)>,
 ) -> Option<Outbound> {
-    #[derive(Serialize)]
-    struct RawEnvelope<'a> {
-        event: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        data: Option<&'a RawValue>,
-        code: i32,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        stream: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        offset: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        epoch: Option<&'a str>,
-        timestamp: i64,
+    let raw: Box<RawValue> = match data.trim() {
+        "" => RawValue::NULL.to_owned(),
+        d => RawValue::from_string(d.to_string()).ok()?,
+    };
+    let mut env = Envelope::new(event, &*raw);
+    if let Some((stream, offset, epoch)) = pos {
+        env.stream = Some(stream);
+        env.offset = Some(offset);
+        env.epoch = Some(epoch);
     }
-    let raw: Option<Box<RawValue>> = match data.trim() {
-        "" | "null" => None,
-        d => Some(RawValue::from_string(d.to_string()).ok()?),
-    };
-    let env = RawEnvelope {
-        event,
-        data: raw.as_deref(),
-        code: code::OK,
-        stream: pos.map(|p| p.0),
-        offset: pos.map(|p| p.1),
-        epoch: pos.map(|p| p.2),
-        timestamp: unix_now(),
-    };
-    serde_json::to_string(&env)
-        .ok()
-        .map(|s| Outbound::Text(Utf8Bytes::from(s)))
+    Some(Outbound::encode(&env, false))
 }
 
-/// The local recipients of a stream, by name.
-pub(super) enum StreamOwner {
-    All,
-    User(UserId),
-    Tag(Tag),
-}
-
-impl StreamOwner {
-    fn of(stream: &str) -> Option<StreamOwner> {
-        if stream == "all" {
-            return Some(StreamOwner::All);
-        }
-        if let Some(u) = stream.strip_prefix("user:") {
-            return u.parse().ok().map(|u| StreamOwner::User(UserId(u)));
-        }
-        stream
-            .strip_prefix("tag:")
-            .and_then(|t| Tag::parse(t).ok())
-            .map(StreamOwner::Tag)
+/// The audience whose stream `stream` is (the inverse of [`Audience::stream`]).
+pub(super) fn stream_audience(stream: &str) -> Option<Audience> {
+    if stream == "all" {
+        return Some(Audience::All);
     }
-
-    fn target(&self) -> LocalTarget<'_> {
-        match self {
-            StreamOwner::All => LocalTarget::All,
-            StreamOwner::User(u) => LocalTarget::User(*u),
-            StreamOwner::Tag(t) => LocalTarget::Tag(t),
-        }
+    if let Some(u) = stream.strip_prefix("user:") {
+        return u.parse().ok().map(|u| Audience::User(UserId(u)));
     }
+    stream
+        .strip_prefix("tag:")
+        .and_then(|t| Tag::parse(t).ok())
+        .map(Audience::Tag)
 }
 
 impl RedisBackend {
@@ -220,11 +185,12 @@ impl RedisBackend {
         }
     }
 
-    fn has_local_recipients(&self, owner: &StreamOwner) -> bool {
+    fn has_local_recipients(&self, owner: &Audience) -> bool {
         match owner {
-            StreamOwner::All => self.registry.counts().0 > 0,
-            StreamOwner::User(u) => !self.registry.user_clients(*u).is_empty(),
-            StreamOwner::Tag(t) => !self.registry.tag_members(t).is_empty(),
+            Audience::All => self.registry.counts().0 > 0,
+            Audience::Client(id) => self.registry.get(id).is_some(),
+            Audience::User(u) => !self.registry.user_clients(*u).is_empty(),
+            Audience::Tag(t) => !self.registry.tag_members(t).is_empty(),
         }
     }
 
@@ -276,7 +242,7 @@ impl RedisBackend {
         let mut c = self.conn();
         let mut replayed = 0usize;
         for (stream, (seen, epoch)) in snapshot {
-            let Some(owner) = StreamOwner::of(&stream) else {
+            let Some(owner) = stream_audience(&stream) else {
                 continue;
             };
             if !self.has_local_recipients(&owner) {
@@ -298,9 +264,9 @@ impl RedisBackend {
                 continue;
             };
             for (offset, _, frame) in entries {
-                replayed +=
-                    self.registry
-                        .deliver_positioned(owner.target(), &frame, &stream, offset, None);
+                replayed += self
+                    .registry
+                    .deliver_positioned(&owner, &frame, &stream, offset, None);
                 self.saw(&stream, offset, &epoch);
             }
         }
@@ -336,12 +302,12 @@ impl RedisBackend {
             } => match (stream, offset, epoch) {
                 (Some(stream), Some(offset), Some(epoch)) => {
                     let owner = match to.as_str() {
-                        "all" => Some(StreamOwner::All),
-                        "user" => user_id.map(|u| StreamOwner::User(UserId(u))),
+                        "all" => Some(Audience::All),
+                        "user" => user_id.map(|u| Audience::User(UserId(u))),
                         "tag" => tag
                             .as_deref()
                             .and_then(|t| Tag::parse(t).ok())
-                            .map(StreamOwner::Tag),
+                            .map(Audience::Tag),
                         _ => None,
                     };
                     let (Some(owner), Some(frame)) = (
@@ -356,7 +322,7 @@ impl RedisBackend {
                     }
                     let except = except.as_deref().and_then(ClientId::parse);
                     self.registry.deliver_positioned(
-                        owner.target(),
+                        &owner,
                         &frame,
                         &stream,
                         offset,

@@ -33,6 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::websocket::client::Connection;
+use crate::websocket::outbox::Outbound;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -42,11 +44,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_sdk::event::EventError;
-use switchboard_sdk::outbox::Outbound;
-use switchboard_sdk::protocol::{Push, close, code, unix_millis, unix_now};
-use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag, UserId};
+use switchboard_sdk::protocol::{Envelope, Push, close, code, unix_millis, unix_now};
+use switchboard_sdk::{Audience, ClientId, Identity, Tag, UserId};
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -59,7 +59,7 @@ use crate::node::{
 use crate::websocket::Registry;
 use crate::websocket::hub::{LocalHub, RecoverReply, RecoverRequest};
 use crate::websocket::monitor::NodeFigures;
-use crate::websocket::registry::{LimitError, LocalTarget, Reservation};
+use crate::websocket::registry::{LimitError, Reservation};
 
 /// A node is alive while its heartbeat is younger than this.
 const NODE_TTL: Duration = Duration::from_secs(15);
@@ -296,7 +296,7 @@ impl RedisBackend {
         )
     }
 
-    fn row_json(client: &Client) -> String {
+    fn row_json(client: &Connection) -> String {
         let mut row = Row::of(client);
         row.tags.clear();
         serde_json::to_string(&row).unwrap_or_default()

@@ -64,7 +64,7 @@ impl Presence for RedisBackend {
         Ok(())
     }
 
-    async fn detach(&self, client: &Client) {
+    async fn detach(&self, client: &Connection) {
         let res: Result<i64, NodeError> = self
             .run(
                 scripts::DETACH
@@ -81,7 +81,11 @@ impl Presence for RedisBackend {
         }
     }
 
-    async fn identify(&self, client: &Arc<Client>, identity: Identity) -> Result<(), NodeError> {
+    async fn identify(
+        &self,
+        client: &Arc<Connection>,
+        identity: Identity,
+    ) -> Result<(), NodeError> {
         self.ensure_ready()?;
         let Some(user) = identity.user_id else {
             self.registry.set_identity(client, identity)?;

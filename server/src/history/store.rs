@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::websocket::outbox::Outbound;
 use bytes::Bytes;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
-use switchboard_sdk::outbox::Outbound;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::websocket::history::{Change, Restored};

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::websocket::client::Connection;
 use async_trait::async_trait;
 use serde_json::Value;
 use switchboard_sdk::event::EventError;
 use switchboard_sdk::protocol::Push;
-use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag, UserId};
+use switchboard_sdk::{Audience, ClientId, Identity, Tag, UserId};
 
 use super::rows::{OnlinePage, OnlineQuery, Row, sort_rows};
 use super::{
@@ -36,7 +37,7 @@ impl MemoryBackend {
         }
     }
 
-    fn targets(&self, target: &Target) -> Vec<Arc<Client>> {
+    fn targets(&self, target: &Target) -> Vec<Arc<Connection>> {
         let reg = self.local.registry();
         match target {
             Target::Client(id) => reg.get(id).into_iter().collect(),
@@ -56,7 +57,7 @@ impl Broker for MemoryBackend {
         Ok(self.local.publish(audience, push, except))
     }
 
-    async fn recover(&self, client: &Client, req: RecoverRequest) -> Result<Value, EventError> {
+    async fn recover(&self, client: &Connection, req: RecoverRequest) -> Result<Value, EventError> {
         self.local.recover(client, req)
     }
 
@@ -82,11 +83,15 @@ impl Presence for MemoryBackend {
         Ok(())
     }
 
-    async fn detach(&self, _client: &Client) {
+    async fn detach(&self, _client: &Connection) {
         // The registry was the presence; `Node::detach` already removed the connection.
     }
 
-    async fn identify(&self, client: &Arc<Client>, identity: Identity) -> Result<(), NodeError> {
+    async fn identify(
+        &self,
+        client: &Arc<Connection>,
+        identity: Identity,
+    ) -> Result<(), NodeError> {
         Ok(self.local.set_identity(client, identity)?)
     }
 

@@ -22,11 +22,12 @@ pub mod rows;
 
 use std::sync::Arc;
 
+use crate::websocket::client::Connection;
 use async_trait::async_trait;
 use serde_json::Value;
 use switchboard_sdk::event::EventError;
 use switchboard_sdk::protocol::Push;
-use switchboard_sdk::{Audience, Client, ClientId, Hub, Identity, Tag, UserId};
+use switchboard_sdk::{Audience, ClientId, Hub, Identity, Tag, UserId};
 
 use crate::auth::AuthService;
 use crate::metrics::Metrics;
@@ -38,6 +39,10 @@ use crate::websocket::registry::{LimitError, Reservation};
 pub use rows::{OnlinePage, OnlineQuery, Row};
 
 /// Whose connections a kick or a server-side tag change is for.
+///
+/// A strict subset of [`Audience`], kept as its own type on purpose: a kick or a tag change
+/// names connections by who they are (one connection, or one user's), never "everyone" or "a
+/// tag's members", so the type rules those out instead of every caller refusing them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// One connection.
@@ -95,7 +100,7 @@ pub struct Disconnect {
 }
 
 /// The token id a connection was opened (or logged in) with.
-pub fn token_of(client: &Client) -> Option<String> {
+pub fn token_of(client: &Connection) -> Option<String> {
     client.identity().and_then(|i| match &i.credential {
         switchboard_sdk::Credential::Token { jti, .. } => Some(jti.clone()),
         switchboard_sdk::Credential::ApiKey { .. } => None,
@@ -151,7 +156,7 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<usize, NodeError>;
 
     /// Replays to `client` what it missed on the streams of `req`.
-    async fn recover(&self, client: &Client, req: RecoverRequest) -> Result<Value, EventError>;
+    async fn recover(&self, client: &Connection, req: RecoverRequest) -> Result<Value, EventError>;
 
     /// Delivers a control message to every node, this one included.
     async fn control(&self, msg: Control) -> Result<(), NodeError>;
@@ -171,7 +176,7 @@ pub trait Broker: Send + Sync + 'static {
 /// A connection about to go live.
 pub struct Attach {
     /// The connection.
-    pub client: Arc<Client>,
+    pub client: Arc<Connection>,
     /// Its slot against the node's limits.
     pub reservation: Reservation,
 }
@@ -184,10 +189,11 @@ pub trait Presence: Send + Sync + 'static {
     async fn attach(&self, attach: Attach, greeting: Greeting) -> Result<(), NodeError>;
 
     /// Removes a connection from every index (idempotent).
-    async fn detach(&self, client: &Client);
+    async fn detach(&self, client: &Connection);
 
     /// Gives an anonymous connection an identity (socket `login`).
-    async fn identify(&self, client: &Arc<Client>, identity: Identity) -> Result<(), NodeError>;
+    async fn identify(&self, client: &Arc<Connection>, identity: Identity)
+    -> Result<(), NodeError>;
 
     /// Joins (or quits) the target's connections to `tag`; returns how many changed. Over the
     /// tag limit nothing changes and the answer is [`NodeError::TooManyTags`].
@@ -210,7 +216,7 @@ pub trait Presence: Send + Sync + 'static {
     async fn tag_counts(&self) -> Result<Vec<(String, usize)>, NodeError>;
 
     /// Whether `client` (one of this node's) is a member of `tag`.
-    fn holds_tag(&self, client: &Client, tag: &Tag) -> bool {
+    fn holds_tag(&self, client: &Connection, tag: &Tag) -> bool {
         client.tags().iter().any(|t| t == tag)
     }
 
@@ -281,7 +287,7 @@ impl Node {
     ) -> Self {
         // Connections a delivery cut off (slow consumers) leave presence at once, not when
         // their stuck socket task gets round to it.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Client>>(1024);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Connection>>(1024);
         registry.set_cut_listener(tx);
         let cut_presence = presence.clone();
         tokio::spawn(async move {
@@ -302,7 +308,7 @@ impl Node {
 
     /// Refuses pushes larger than a send queue of `send_queue_bytes` can take.
     pub fn with_send_queue_bytes(mut self, send_queue_bytes: usize) -> Self {
-        self.largest_push = switchboard_sdk::outbox::Outbox::largest_frame(send_queue_bytes);
+        self.largest_push = crate::websocket::outbox::Outbox::largest_frame(send_queue_bytes);
         self
     }
 
@@ -427,7 +433,7 @@ impl Node {
     /// A connection's own `join`/`quit`: applied before this returns; answers its tag list.
     pub async fn change_own_tag(
         &self,
-        client: &Client,
+        client: &Connection,
         join: bool,
         tag: &Tag,
     ) -> Result<Vec<Tag>, NodeError> {
@@ -438,7 +444,7 @@ impl Node {
     }
 
     /// Whether one of this node's connections is in `tag`.
-    pub fn holds_tag(&self, client: &Client, tag: &Tag) -> bool {
+    pub fn holds_tag(&self, client: &Connection, tag: &Tag) -> bool {
         self.presence.holds_tag(client, tag)
     }
 
@@ -482,7 +488,7 @@ impl Node {
     }
 
     /// Removes a connection from every index.
-    pub async fn detach(&self, client: &Client) {
+    pub async fn detach(&self, client: &Connection) {
         self.registry.unregister(client);
         self.presence.detach(client).await;
     }
@@ -490,14 +496,18 @@ impl Node {
     /// Socket `login` on an anonymous connection.
     pub async fn identify(
         &self,
-        client: &Arc<Client>,
+        client: &Arc<Connection>,
         identity: Identity,
     ) -> Result<(), NodeError> {
         self.presence.identify(client, identity).await
     }
 
     /// `recover`.
-    pub async fn recover(&self, client: &Client, req: RecoverRequest) -> Result<Value, EventError> {
+    pub async fn recover(
+        &self,
+        client: &Connection,
+        req: RecoverRequest,
+    ) -> Result<Value, EventError> {
         self.broker.recover(client, req).await
     }
 
@@ -555,12 +565,16 @@ impl Hub for Node {
         }
     }
 
-    fn client(&self, id: &ClientId) -> Option<Arc<Client>> {
-        self.registry.get(id)
+    fn client(&self, id: &ClientId) -> Option<switchboard_sdk::Client> {
+        self.registry.get(id).map(|c| c.handle())
     }
 
-    fn user_clients(&self, user: UserId) -> Vec<Arc<Client>> {
-        self.registry.user_clients(user)
+    fn user_clients(&self, user: UserId) -> Vec<switchboard_sdk::Client> {
+        self.registry
+            .user_clients(user)
+            .iter()
+            .map(Connection::handle)
+            .collect()
     }
 
     fn node_id(&self) -> &str {

@@ -1,8 +1,9 @@
 //! The online list: one row per connection, its order, filters and pages — the same in both
 //! backends.
 
+use crate::websocket::client::Connection;
 use serde::{Deserialize, Serialize};
-use switchboard_sdk::{Client, Tag, UserId};
+use switchboard_sdk::{Tag, UserId};
 
 /// Largest page of the online list.
 pub const MAX_PAGE_SIZE: u64 = 200;
@@ -38,7 +39,7 @@ pub struct Row {
 
 impl Row {
     /// The row of a local connection.
-    pub fn of(c: &Client) -> Row {
+    pub fn of(c: &Connection) -> Row {
         let info = c.info();
         Row {
             id: c.id().to_string(),

@@ -3,29 +3,50 @@
 
 use std::sync::Arc;
 
+use crate::websocket::client::Connection;
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_sdk::event::{EventDoc, EventError, Schema, bind};
 use switchboard_sdk::protocol::{Data, Push, code};
-use switchboard_sdk::{Client, Role, Tag};
+use switchboard_sdk::{Role, Tag};
 
 use super::{WsState, monitor};
 use crate::node::NodeError;
 
+/// The events answered here (each has an entry in [`docs`]).
+pub const HANDLED: &[&str] = &[
+    "ping",
+    "join",
+    "quit",
+    "publish",
+    "login",
+    "recover",
+    monitor::TRENDS,
+    monitor::RUN_INFO,
+];
+
+/// Every event name the server owns, which an addon may not register: the [`HANDLED`] ones,
+/// the pushes it sends unasked ([`pushes`]), and the reply event of frames whose own event
+/// could not be read.
+pub const RESERVED: &[&str] = &[
+    "ping",
+    "join",
+    "quit",
+    "publish",
+    "login",
+    "recover",
+    monitor::TRENDS,
+    monitor::RUN_INFO,
+    "connected",
+    "kick",
+    "notice",
+    super::frame::ERROR_EVENT,
+];
+
 /// Whether `event` is handled here.
 pub fn is_builtin(event: &str) -> bool {
-    matches!(
-        event,
-        "ping"
-            | "join"
-            | "quit"
-            | "publish"
-            | "login"
-            | "recover"
-            | monitor::TRENDS
-            | monitor::RUN_INFO
-    )
+    HANDLED.contains(&event)
 }
 
 /// `join` / `quit`: the tag.
@@ -256,7 +277,7 @@ pub fn node_error(e: NodeError) -> EventError {
 /// Runs a built-in event; the result becomes the reply.
 pub async fn handle(
     state: &WsState,
-    client: &Arc<Client>,
+    client: &Arc<Connection>,
     event: &str,
     data: Data,
     client_ip: &str,
@@ -364,7 +385,7 @@ pub async fn handle(
 
 async fn login(
     state: &WsState,
-    client: &Arc<Client>,
+    client: &Arc<Connection>,
     data: Data,
     client_ip: &str,
 ) -> Result<Value, EventError> {
@@ -428,4 +449,26 @@ async fn login(
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value, EventError> {
     serde_json::to_value(v).map_err(|e| EventError::new(code::INTERNAL, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reserved_names_are_the_handled_ones_the_pushes_and_the_error_reply() {
+        let documented: Vec<String> = docs().into_iter().map(|d| d.name).collect();
+        assert_eq!(
+            documented, HANDLED,
+            "every handled event is documented, in order"
+        );
+        let mut expected: Vec<&str> = HANDLED.to_vec();
+        expected.extend(pushes().iter().map(|p| p.name));
+        expected.push(super::super::frame::ERROR_EVENT);
+        expected.sort_unstable();
+        expected.dedup();
+        let mut reserved = RESERVED.to_vec();
+        reserved.sort_unstable();
+        assert_eq!(reserved, expected);
+    }
 }

@@ -6,13 +6,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::websocket::client::Connection;
+use crate::websocket::outbox::{CloseRequest, Outbound};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
+use switchboard_sdk::Credential;
 use switchboard_sdk::event::{EventContext, EventError, Reply};
-use switchboard_sdk::outbox::{CloseRequest, Outbound};
-use switchboard_sdk::protocol::{self, Envelope, FrameData, close, code, unix_now};
-use switchboard_sdk::{Client, Credential};
+use switchboard_sdk::protocol::{Envelope, FrameData, close, code, unix_now};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
@@ -23,6 +24,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::WsState;
 use super::builtins;
+use super::frame;
 use super::io;
 use super::ratelimit::TokenBucket;
 
@@ -49,7 +51,7 @@ enum Ending {
 }
 
 /// Runs a registered connection until it ends, then unregisters it.
-pub async fn run<S>(state: Arc<WsState>, client: Arc<Client>, mut ws: WebSocketStream<S>)
+pub async fn run<S>(state: Arc<WsState>, client: Arc<Connection>, mut ws: WebSocketStream<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -83,7 +85,7 @@ where
 /// The `connected` greeting: who the connection is, liveness settings, and where its streams
 /// stand (`{"all": {offset, epoch}, "user:<id>": {…}}`) so a first connection can recover from
 /// there later.
-pub fn greeting(state: &WsState, client: &Client, streams: Value) -> Value {
+pub fn greeting(state: &WsState, client: &Connection, streams: Value) -> Value {
     let g = Greeting {
         id: client.id().as_str().to_string(),
         user_id: client.user_id().map(|u| u.0),
@@ -117,7 +119,7 @@ pub struct Greeting {
     pub streams: Value,
 }
 
-fn token_expiry(client: &Client) -> Option<Instant> {
+fn token_expiry(client: &Connection) -> Option<Instant> {
     let identity = client.identity()?;
     let Credential::Token { expires_at, .. } = identity.credential else {
         return None;
@@ -128,7 +130,7 @@ fn token_expiry(client: &Client) -> Option<Instant> {
 
 async fn serve<S>(
     state: &WsState,
-    client: &Arc<Client>,
+    client: &Arc<Connection>,
     ws: &mut WebSocketStream<S>,
     ip: &str,
 ) -> Ending
@@ -205,14 +207,14 @@ where
                         Message::Binary(b) if b.is_empty() => record_in(state, 0),
                         Message::Text(t) => {
                             record_in(state, t.len());
-                            let req = protocol::parse_text_request(&t);
+                            let req = frame::parse_text_request(&t);
                             // Boxed: handler futures (database, Redis) are large; inlined they
                             // would make every idle connection's task as big as the biggest.
                             Box::pin(handle_request(state, client, req, false, (&mut bucket, arrived), ip)).await;
                         }
                         Message::Binary(b) => {
                             record_in(state, b.len());
-                            let req = protocol::parse_request(&b);
+                            let req = frame::parse_request(&b);
                             Box::pin(handle_request(state, client, req, true, (&mut bucket, arrived), ip)).await;
                         }
                         Message::Ping(_) => {
@@ -330,7 +332,7 @@ fn record_in(state: &WsState, len: usize) {
 /// Writes every queued frame with one flush. Returns `Gone` to mean "carry on".
 async fn flush<S>(
     state: &WsState,
-    client: &Client,
+    client: &Connection,
     ws: &mut WebSocketStream<S>,
     batch: &mut Vec<Outbound>,
 ) -> Ending
@@ -372,7 +374,7 @@ where
 }
 
 fn reply<D: FrameData + ?Sized>(
-    client: &Client,
+    client: &Connection,
     event: &str,
     seqno: Option<&Value>,
     binary: bool,
@@ -385,19 +387,15 @@ fn reply<D: FrameData + ?Sized>(
             client.send_envelope(&env, binary);
         }
         Err(err) => {
-            let mut env = Envelope::new(event, &Value::Null);
-            env.code = err.code;
-            env.error_msg = Some(&err.message);
-            env.seqno = seqno;
-            client.send_envelope(&env, binary);
+            client.send_envelope(&Envelope::error(event, err, seqno), binary);
         }
     }
 }
 
 async fn handle_request(
     state: &WsState,
-    client: &Arc<Client>,
-    parsed: Result<protocol::Request, protocol::BadFrame>,
+    client: &Arc<Connection>,
+    parsed: Result<frame::Request, frame::BadFrame>,
     binary: bool,
     (bucket, now): (&mut TokenBucket, Instant),
     ip: &str,
@@ -405,7 +403,7 @@ async fn handle_request(
     let req = match parsed {
         Ok(r) => r,
         Err(bad) => {
-            let event = bad.event.as_deref().unwrap_or(protocol::ERROR_EVENT);
+            let event = bad.event.as_deref().unwrap_or(frame::ERROR_EVENT);
             reply::<Value>(
                 client,
                 event,
@@ -460,7 +458,7 @@ async fn handle_request(
         return;
     };
     let ctx = EventContext::new(
-        client.clone(),
+        client.handle(),
         state.node.clone(),
         route.name().clone(),
         req.seqno.clone(),

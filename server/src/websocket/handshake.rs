@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::websocket::client::Connection;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Request, Response};
-use switchboard_sdk::{Client, ClientInfo, Identity};
+use switchboard_sdk::{ClientInfo, Identity};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
@@ -155,7 +156,7 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         first_time: switchboard_sdk::protocol::unix_now(),
         node: state.registry().node().clone(),
     };
-    let client = Arc::new(Client::new(
+    let client = Arc::new(Connection::new(
         state.registry().next_id(),
         info,
         identity,

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::websocket::outbox::Outbound;
 use parking_lot::{Mutex, MutexGuard};
-use switchboard_sdk::outbox::Outbound;
 use switchboard_sdk::protocol::StreamPosition;
 
 const SHARDS: usize = 64;

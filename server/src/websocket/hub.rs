@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::websocket::client::Connection;
+use crate::websocket::outbox::Outbound;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_sdk::event::EventError;
-use switchboard_sdk::outbox::Outbound;
 use switchboard_sdk::protocol::{Push, code};
-use switchboard_sdk::{Audience, Client, ClientId, Identity, Tag, UserId};
+use switchboard_sdk::{Audience, ClientId, Identity, Tag, UserId};
 
 use super::history::{MemoryHistory, Recovery, ShardGuard};
 use super::registry::{LimitError, Registry, Reservation, TagChangeError, encode};
@@ -131,7 +132,7 @@ impl LocalHub {
     /// the streams' locks, so the greeting comes first and no push is missed or doubled.
     pub fn register(
         &self,
-        client: Arc<Client>,
+        client: Arc<Connection>,
         reservation: Reservation,
         greeting: impl FnOnce(Value) -> Value,
     ) {
@@ -182,7 +183,11 @@ impl LocalHub {
     }
 
     /// Gives an anonymous connection an identity (socket `login`).
-    pub fn set_identity(&self, client: &Arc<Client>, identity: Identity) -> Result<(), LimitError> {
+    pub fn set_identity(
+        &self,
+        client: &Arc<Connection>,
+        identity: Identity,
+    ) -> Result<(), LimitError> {
         let new_stream = identity.user_id.map(user_stream);
         let old_stream = client.user_id().map(user_stream);
         let _guard = new_stream.as_ref().map(|s| self.history.lock(s));
@@ -206,7 +211,7 @@ impl LocalHub {
     }
 
     /// Whether a connection may recover `stream`: `all`, its own user, tags it joined.
-    pub fn may_read_stream(client: &Client, stream: &str) -> bool {
+    pub fn may_read_stream(client: &Connection, stream: &str) -> bool {
         if stream == ALL_STREAM {
             return true;
         }
@@ -221,7 +226,7 @@ impl LocalHub {
 
     /// Replays what the client missed on each stream it may read, in order, and answers
     /// `{"recovered": {stream: bool}, "errors": {stream: {code, message}}}`.
-    pub fn recover(&self, client: &Client, req: RecoverRequest) -> Result<Value, EventError> {
+    pub fn recover(&self, client: &Connection, req: RecoverRequest) -> Result<Value, EventError> {
         req.check()?;
         let mut reply = RecoverReply::default();
         for (stream, from) in req.streams {

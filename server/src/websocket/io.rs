@@ -20,7 +20,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use switchboard_sdk::outbox::Outbound;
+use crate::websocket::outbox::Outbound;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Bytes read ahead at a time while a connection streams.

@@ -1,19 +1,22 @@
 //! The WebSocket module: handshake, per-connection task, built-in events, registry, hub.
 
 pub mod builtins;
+pub mod client;
 pub mod connection;
+pub mod frame;
 pub mod handshake;
 pub mod history;
 pub mod hub;
 pub mod io;
 pub mod monitor;
+pub mod outbox;
 pub mod ratelimit;
 pub mod registry;
+pub mod router;
 pub mod useragent;
 
 use std::sync::Arc;
 
-use switchboard_sdk::event::EventRouter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,8 +26,10 @@ use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
 use crate::node::Node;
 
+pub use client::Connection;
 pub use hub::LocalHub;
 pub use registry::Registry;
+pub use router::EventRouter;
 
 /// Everything a connection needs, shared by all of them.
 pub struct WsState {

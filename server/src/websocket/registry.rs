@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::websocket::client::Connection;
+use crate::websocket::outbox::{Outbound, PushOutcome};
 use parking_lot::RwLock;
-use switchboard_sdk::outbox::{Outbound, PushOutcome};
 use switchboard_sdk::protocol::{Envelope, Push, StreamPosition};
-use switchboard_sdk::{Client, ClientId, Identity, Tag, UserId};
+use switchboard_sdk::{Audience, ClientId, Identity, Tag, UserId};
 
 use crate::metrics::Metrics;
 
@@ -38,23 +39,12 @@ pub enum TagChangeError {
 
 #[derive(Default)]
 struct Indexes {
-    clients: HashMap<ClientId, Arc<Client>>,
-    users: HashMap<UserId, Vec<Arc<Client>>>,
-    tags: HashMap<Tag, HashMap<ClientId, Arc<Client>>>,
+    clients: HashMap<ClientId, Arc<Connection>>,
+    users: HashMap<UserId, Vec<Arc<Connection>>>,
+    tags: HashMap<Tag, HashMap<ClientId, Arc<Connection>>>,
     /// Connections counted against the limits (reserved at the handshake).
     total: usize,
     per_user: HashMap<UserId, usize>,
-}
-
-/// Local recipients of a positioned frame.
-#[derive(Clone, Copy, Debug)]
-pub enum LocalTarget<'a> {
-    /// Everyone.
-    All,
-    /// A user's connections.
-    User(UserId),
-    /// A tag's members.
-    Tag(&'a Tag),
 }
 
 /// Connection limits.
@@ -76,7 +66,7 @@ pub struct Registry {
     counter: AtomicU64,
     limits: Limits,
     metrics: Arc<Metrics>,
-    cut_listener: std::sync::OnceLock<tokio::sync::mpsc::Sender<Arc<Client>>>,
+    cut_listener: std::sync::OnceLock<tokio::sync::mpsc::Sender<Arc<Connection>>>,
 }
 
 /// A slot reserved at the handshake; released on drop unless the connection registered.
@@ -164,7 +154,7 @@ impl Registry {
         }
     }
 
-    fn remove_from_user(idx: &mut Indexes, user: UserId, client: &Client) {
+    fn remove_from_user(idx: &mut Indexes, user: UserId, client: &Connection) {
         if let Some(list) = idx.users.get_mut(&user) {
             // Found by identity, not by comparing id strings: a user may hold many sockets
             // (a service account with a raised `max_connections_per_user`), and this runs under
@@ -179,7 +169,7 @@ impl Registry {
     }
 
     /// Adds a connection to the indexes, consuming its reservation.
-    pub fn register(&self, client: Arc<Client>, mut reservation: Reservation) {
+    pub fn register(&self, client: Arc<Connection>, mut reservation: Reservation) {
         reservation.armed = false;
         let mut idx = self.idx.write();
         if let Some(u) = client.user_id() {
@@ -191,7 +181,7 @@ impl Registry {
     }
 
     /// Removes a connection from every index.
-    pub fn unregister(&self, client: &Client) {
+    pub fn unregister(&self, client: &Connection) {
         let mut idx = self.idx.write();
         if idx.clients.remove(client.id()).is_none() {
             return;
@@ -222,7 +212,11 @@ impl Registry {
 
     /// Gives an anonymous connection an identity (socket `login`), moving it in the user
     /// index and the per-user count in one step.
-    pub fn set_identity(&self, client: &Arc<Client>, identity: Identity) -> Result<(), LimitError> {
+    pub fn set_identity(
+        &self,
+        client: &Arc<Connection>,
+        identity: Identity,
+    ) -> Result<(), LimitError> {
         let mut idx = self.idx.write();
         let new_user = identity.user_id;
         if let Some(u) = new_user {
@@ -291,12 +285,12 @@ impl Registry {
     }
 
     /// A connection by id.
-    pub fn get(&self, id: &ClientId) -> Option<Arc<Client>> {
+    pub fn get(&self, id: &ClientId) -> Option<Arc<Connection>> {
         self.idx.read().clients.get(id).cloned()
     }
 
     /// A user's connections.
-    pub fn user_clients(&self, user: UserId) -> Vec<Arc<Client>> {
+    pub fn user_clients(&self, user: UserId) -> Vec<Arc<Connection>> {
         self.idx
             .read()
             .users
@@ -306,7 +300,7 @@ impl Registry {
     }
 
     /// A tag's members.
-    pub fn tag_members(&self, tag: &Tag) -> Vec<Arc<Client>> {
+    pub fn tag_members(&self, tag: &Tag) -> Vec<Arc<Connection>> {
         self.idx
             .read()
             .tags
@@ -316,7 +310,7 @@ impl Registry {
     }
 
     /// Every connection.
-    pub fn all(&self) -> Vec<Arc<Client>> {
+    pub fn all(&self) -> Vec<Arc<Connection>> {
         self.idx.read().clients.values().cloned().collect()
     }
 
@@ -350,8 +344,8 @@ impl Registry {
         &self,
         frame: &Outbound,
         stream: bool,
-        to: impl Iterator<Item = &'a Arc<Client>>,
-        cut: &mut Vec<Arc<Client>>,
+        to: impl Iterator<Item = &'a Arc<Connection>>,
+        cut: &mut Vec<Arc<Connection>>,
     ) -> usize {
         let mut n = 0;
         for c in to {
@@ -375,7 +369,7 @@ impl Registry {
     /// Runs a delivery under the read lock, then takes the connections it cut off out of
     /// every index at once: they receive nothing more, so nothing may count them, even while
     /// their socket task is still stuck writing to them.
-    fn delivering(&self, f: impl FnOnce(&Indexes, &mut Vec<Arc<Client>>) -> usize) -> usize {
+    fn delivering(&self, f: impl FnOnce(&Indexes, &mut Vec<Arc<Connection>>) -> usize) -> usize {
         let mut cut = Vec::new();
         let n = {
             let idx = self.idx.read();
@@ -392,7 +386,7 @@ impl Registry {
     }
 
     /// Where connections cut off by a delivery are reported (presence removes them there).
-    pub fn set_cut_listener(&self, tx: tokio::sync::mpsc::Sender<Arc<Client>>) {
+    pub fn set_cut_listener(&self, tx: tokio::sync::mpsc::Sender<Arc<Connection>>) {
         let _ = self.cut_listener.set(tx);
     }
 
@@ -434,22 +428,28 @@ impl Registry {
     /// local connections of `target`, skipping any that started receiving the stream after it.
     pub fn deliver_positioned(
         &self,
-        target: LocalTarget<'_>,
+        target: &Audience,
         frame: &Outbound,
         stream: &str,
         offset: u64,
         except: Option<&ClientId>,
     ) -> usize {
-        let wants = |c: &&Arc<Client>| {
+        let wants = |c: &&Arc<Connection>| {
             Some(c.id()) != except && c.stream_mark(stream).is_none_or(|m| m < offset)
         };
         self.delivering(|idx, cut| match target {
-            LocalTarget::All => self.deliver(frame, true, idx.clients.values().filter(wants), cut),
-            LocalTarget::User(u) => match idx.users.get(&u) {
+            Audience::All => self.deliver(frame, true, idx.clients.values().filter(wants), cut),
+            Audience::Client(id) => self.deliver(
+                frame,
+                true,
+                idx.clients.get(id).into_iter().filter(wants),
+                cut,
+            ),
+            Audience::User(u) => match idx.users.get(u) {
                 Some(list) => self.deliver(frame, true, list.iter().filter(wants), cut),
                 None => 0,
             },
-            LocalTarget::Tag(t) => match idx.tags.get(t) {
+            Audience::Tag(t) => match idx.tags.get(t) {
                 Some(m) => self.deliver(frame, true, m.values().filter(wants), cut),
                 None => 0,
             },
@@ -480,7 +480,7 @@ impl Registry {
 
 /// Serialises a push once for all recipients.
 pub fn encode(push: &Push, pos: Option<&StreamPosition>) -> Outbound {
-    Outbound::Text(Envelope::new(&push.event, &push.data).at(pos).encode())
+    Outbound::encode(&Envelope::new(&push.event, &push.data).at(pos), false)
 }
 
 #[cfg(test)]
@@ -512,9 +512,9 @@ mod tests {
         }
     }
 
-    fn connect(r: &Arc<Registry>, user: Option<i64>) -> Result<Arc<Client>, LimitError> {
+    fn connect(r: &Arc<Registry>, user: Option<i64>) -> Result<Arc<Connection>, LimitError> {
         let res = r.reserve(user.map(UserId))?;
-        let c = Arc::new(Client::new(
+        let c = Arc::new(Connection::new(
             r.next_id(),
             ClientInfo::default(),
             user.map(ident),

@@ -1,4 +1,4 @@
-// Delivery you can rely on (SPEC §7, issue 6), seen from the panel: pushes sent while the panel's
+// Delivery you can rely on, seen from the panel: pushes sent while the panel's
 // socket was down are replayed after it reconnects; a gap that left the history is reported.
 // Skipped while the server does not tag pushes with stream/offset/epoch yet.
 

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::protocol::close;
+use switchboard_sdk::protocol::{Envelope, FrameData, close};
 
 /// Per-frame bookkeeping overhead counted against the byte limit, so a flood of empty frames
 /// is bounded too.
@@ -30,6 +30,18 @@ impl Outbound {
         match self {
             Outbound::Text(t) => t.len(),
             Outbound::Binary(b) => b.len(),
+        }
+    }
+}
+
+impl Outbound {
+    /// Serialises an envelope into a frame: text, or binary for replies to binary requests.
+    pub fn encode<D: FrameData + ?Sized>(env: &Envelope<'_, D>, binary: bool) -> Outbound {
+        let text = env.encode();
+        if binary {
+            Outbound::Binary(Bytes::from(text))
+        } else {
+            Outbound::Text(Utf8Bytes::from(text))
         }
     }
 }

@@ -1,11 +1,10 @@
-//! Property tests and a committed corpus for the frame decoder and tag parser: arbitrary input
-//! never panics, and every bad input is answered with a reason.
+//! Property tests and a committed corpus for the frame decoder: arbitrary input never panics,
+//! and every bad input is answered with a reason.
 
 use std::path::Path;
 
 use proptest::prelude::*;
-use switchboard_sdk::Tag;
-use switchboard_sdk::protocol::{parse_request, parse_text_request};
+use switchboard::websocket::frame::{parse_request, parse_text_request};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -39,19 +38,11 @@ proptest! {
         // Text and binary frames are parsed by two entry points; they must agree.
         prop_assert_eq!(parse_request(s.as_bytes()), parse_text_request(&s));
     }
-
-    #[test]
-    fn tags_are_accepted_exactly_when_well_formed(s in "\\PC{0,80}") {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b));
-        prop_assert_eq!(Tag::parse(&s).is_ok(), ok);
-    }
 }
 
 #[test]
 fn corpus_inputs_parse_or_fail_as_their_names_say() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/frame_corpus");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
