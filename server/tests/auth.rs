@@ -1,12 +1,13 @@
-//! Login, tokens, the exemption list, roles, users and API keys over real HTTP.
+//! Logging in (over HTTP and with the socket's `login` event), the exemption list, and roles:
+//! which routes each role may use and on whom it may act. Bad input to a login — injection
+//! strings, wrong types — is refused with a code and never lets anyone in.
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{Value, json};
-use switchboard::auth::token::{Claims, JwtKeys};
+use switchboard::auth::AuthError;
+use switchboard_sdk::api::ApiError;
 use switchboard_sdk::protocol::unix_now;
 
 #[tokio::test]
@@ -41,71 +42,6 @@ async fn login_failures_look_the_same_for_unknown_users_and_wrong_passwords() {
     assert_eq!(v["user"]["roles"], json!(["admin"]));
     assert!(v["expiresAt"].as_i64().unwrap() > unix_now());
     assert!(v.get("password_hash").is_none());
-}
-
-#[tokio::test]
-async fn five_failures_a_minute_then_429_for_that_username_and_ip() {
-    let app = spawn_app().await;
-    for _ in 0..5 {
-        let (s, _) = app
-            .post(
-                "/api/auth/login",
-                "",
-                json!({"username":"admin","password":"nope-nope"}),
-            )
-            .await;
-        assert_eq!(s, 401);
-    }
-    let (s, b) = app
-        .post(
-            "/api/auth/login",
-            "",
-            json!({"username":"admin","password":ADMIN_PASSWORD}),
-        )
-        .await;
-    assert_eq!(s, 429);
-    assert_eq!(b["code"], "rate_limited");
-    // Another username from the same IP is unaffected.
-    app.user("bob", &["member"]).await;
-}
-
-#[tokio::test]
-async fn me_logout_and_revoked_tokens() {
-    let app = spawn_app().await;
-    let (s, me) = app.get("/api/auth/me", &app.admin_token).await;
-    assert_eq!(s, 200);
-    assert_eq!(me["username"], "admin");
-    let (s, _) = app
-        .post("/api/auth/logout", &app.admin_token, json!({}))
-        .await;
-    assert_eq!(s, 200);
-    let (s, b) = app.get("/api/auth/me", &app.admin_token).await;
-    assert_eq!(s, 401);
-    assert_eq!(b["code"], "token_revoked");
-}
-
-#[tokio::test]
-async fn expired_and_forged_tokens_are_refused() {
-    let app = spawn_with(|c| c.auth.token_ttl = Duration::from_secs(1)).await;
-    let short = login(&app.http, &app.base, "admin", ADMIN_PASSWORD).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (s, b) = app.get("/api/auth/me", &short).await;
-    assert_eq!((s, b["code"].as_str()), (401, Some("token_expired")));
-
-    let forged = JwtKeys::new(b"not-the-secret", "switchboard").sign(&Claims {
-        sub: "1".into(),
-        username: "admin".into(),
-        roles: vec!["admin".into()],
-        iat: unix_now(),
-        exp: unix_now() + 600,
-        jti: "x".into(),
-        iss: "switchboard".into(),
-        iatms: 0,
-    });
-    let (s, b) = app.get("/api/auth/me", &forged).await;
-    assert_eq!((s, b["code"].as_str()), (401, Some("invalid_token")));
-    let (s, _) = app.get("/api/auth/me", "garbage").await;
-    assert_eq!(s, 401);
 }
 
 #[tokio::test]
@@ -156,134 +92,6 @@ async fn roles_are_enforced_per_route() {
 }
 
 #[tokio::test]
-async fn users_api_create_patch_disable_delete() {
-    let app = spawn_app().await;
-    let t = &app.admin_token;
-    let (s, u) = app
-        .post(
-            "/api/users",
-            t,
-            json!({"username":"carol","password":"password-123","roles":["operator"]}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    assert_eq!(u["roles"], json!(["operator"]));
-    assert_eq!(u["enabled"], true);
-    assert!(u.get("password").is_none() && u.get("passwordHash").is_none());
-    let id = u["id"].as_i64().unwrap();
-    let (s, b) = app
-        .post(
-            "/api/users",
-            t,
-            json!({"username":"carol","password":"password-123","roles":["member"]}),
-        )
-        .await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("conflict")));
-    let (s, b) = app
-        .post(
-            "/api/users",
-            t,
-            json!({"username":"dave","password":"short","roles":["member"]}),
-        )
-        .await;
-    assert_eq!(s, 400);
-    assert!(b["message"].as_str().unwrap().contains("password"));
-    let (s, b) = app
-        .post(
-            "/api/users",
-            t,
-            json!({"username":"dave","password":"password-123","roles":["king"]}),
-        )
-        .await;
-    assert_eq!(s, 400);
-    assert!(b["message"].as_str().unwrap().contains("roles"));
-
-    let carol = login(&app.http, &app.base, "carol", "password-123").await;
-    let r = app
-        .http
-        .patch(app.url(&format!("/api/users/{id}")))
-        .bearer_auth(t)
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        app.get("/api/auth/me", &carol).await.0,
-        401,
-        "disabling invalidates tokens"
-    );
-    let (s, _) = app
-        .post(
-            "/api/auth/login",
-            "",
-            json!({"username":"carol","password":"password-123"}),
-        )
-        .await;
-    assert_eq!(s, 401);
-    let r = app
-        .http
-        .delete(app.url(&format!("/api/users/{id}")))
-        .bearer_auth(t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = app
-        .http
-        .delete(app.url(&format!("/api/users/{id}")))
-        .bearer_auth(t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-}
-
-#[tokio::test]
-async fn api_keys_act_as_operator_and_are_stored_hashed() {
-    let app = spawn_app().await;
-    let (s, k) = app
-        .post("/api/apikeys", &app.admin_token, json!({"name":"billing"}))
-        .await;
-    assert_eq!(s, 201);
-    let key = k["key"].as_str().unwrap().to_string();
-    let (_, list) = app.get("/api/apikeys", &app.admin_token).await;
-    assert!(!list.to_string().contains(&key), "the key is never listed");
-    let r = app
-        .http
-        .get(app.url("/api/websocket/stats"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app
-        .http
-        .get(app.url("/api/users"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "operator, not admin");
-    let r = app
-        .http
-        .get(app.url("/api/websocket/stats"))
-        .header("X-API-Key", "sbk_wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    // At rest: only the SHA-256 is stored.
-    let db = std::fs::read(app.dir.path().join("switchboard.db")).unwrap_or_default();
-    let wal = std::fs::read(app.dir.path().join("switchboard.db-wal")).unwrap_or_default();
-    let hay = [db, wal].concat();
-    assert!(
-        !hay.windows(key.len()).any(|w| w == key.as_bytes()),
-        "plain key not in the database"
-    );
-}
-
-#[tokio::test]
 async fn errors_are_json_everywhere() {
     let app = spawn_app().await;
     let r = app
@@ -325,24 +133,189 @@ async fn errors_are_json_everywhere() {
     assert!(v["code"].is_string());
 }
 
-#[tokio::test]
-async fn multi_login_false_revokes_older_tokens() {
-    let app = spawn_with(|c| c.auth.multi_login = false).await;
-    let first = login(&app.http, &app.base, "admin", ADMIN_PASSWORD).await;
-    assert_eq!(app.get("/api/auth/me", &first).await.0, 200);
-    let _second = login(&app.http, &app.base, "admin", ADMIN_PASSWORD).await;
-    assert_eq!(app.get("/api/auth/me", &first).await.0, 401);
-}
-
-#[tokio::test]
-async fn tokens_in_query_strings_work_and_jwt_secret_persists() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_and_api_keys_may_not_act_on_an_admin_but_on_their_equals_and_below() {
     let app = spawn_app().await;
+    let auth = &app.state.auth;
+    let (op_id, op_token) = app.user("oscar", &["operator"]).await;
+    let (member_id, member_token) = app.user("mia", &["member"]).await;
+    let (status, key) = app
+        .post("/api/apikeys", &app.admin_token, json!({"name": "svc"}))
+        .await;
+    assert_eq!(status, 201);
+    let operator = auth.verify_token(&op_token).await.unwrap();
+    let member = auth.verify_token(&member_token).await.unwrap();
+    let api_key = auth
+        .verify_api_key(key["key"].as_str().unwrap())
+        .await
+        .unwrap();
+    let admin = auth.verify_token(&app.admin_token).await.unwrap();
+    let admin_id = admin.user_id.unwrap().0;
+
+    for (who, actor) in [("an operator", &operator), ("an API key", &api_key)] {
+        let e = auth.authorize_action_on(actor, admin_id).await.unwrap_err();
+        assert!(matches!(e, AuthError::Forbidden(_)), "{who}: {e:?}");
+        let api: ApiError = e.into();
+        assert_eq!(api.status(), 403, "{who}");
+        assert_eq!(api.body().code, "forbidden");
+        assert!(
+            api.body().message.contains("admin"),
+            "{}",
+            api.body().message
+        );
+        // Their equals and those below are fine.
+        auth.authorize_action_on(actor, op_id).await.unwrap();
+        auth.authorize_action_on(actor, member_id).await.unwrap();
+    }
+    assert!(auth.authorize_action_on(&member, op_id).await.is_err());
+    auth.authorize_action_on(&admin, admin_id).await.unwrap();
+    auth.authorize_action_on(&admin, op_id).await.unwrap();
+    // An unknown target is the caller's 404 to give, not a 403.
+    auth.authorize_action_on(&operator, 999_999).await.unwrap();
+
+    // The admin-only user routes still work for an admin acting on anyone.
     let r = app
         .http
-        .get(app.url(&format!("/api/auth/me?authorization={}", app.admin_token)))
+        .patch(app.url(&format!("/api/users/{op_id}")))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({"roles": ["admin"]}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(app.dir.path().join("jwt_secret").exists());
+    // …and the role change takes effect: the former operator now outranks nobody below admin.
+    auth.authorize_action_on(&auth.verify_token(&op_token).await.unwrap(), admin_id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn injection_strings_in_login_and_user_routes_never_get_in_nor_break_anything() {
+    let app = spawn_app().await;
+    for s in INJECTIONS {
+        for body in [
+            json!({"username": s, "password": "whatever"}),
+            json!({"username": s, "password": s}),
+        ] {
+            let (status, v) = app.post("/api/auth/login", "", body.clone()).await;
+            assert!(status == 401 || status == 400, "{body}: {status}");
+            assert!(v.get("token").is_none(), "{body}");
+        }
+        // A new user named like an injection is refused as a bad username, not a 500.
+        let (status, _) = app
+            .post(
+                "/api/users",
+                &app.admin_token,
+                json!({"username": s, "password": "password-123", "roles": ["member"]}),
+            )
+            .await;
+        assert!(
+            status == 400 || status == 422,
+            "create user {s:?}: {status}"
+        );
+    }
+    // The admin's own password with an injection tail is just a wrong password.
+    let (status, _) = app
+        .post(
+            "/api/auth/login",
+            "",
+            json!({"username": "admin", "password": format!("{ADMIN_PASSWORD}' OR '1'='1")}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // Path parameters.
+    for raw in ["1%20OR%201%3D1", "1'--", "1;DROP%20TABLE%20users"] {
+        let r = app
+            .http
+            .patch(app.url(&format!("/api/users/{raw}")))
+            .bearer_auth(&app.admin_token)
+            .json(&json!({"enabled": false}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_client_error(),
+            "/api/users/{raw}: {}",
+            r.status()
+        );
+    }
+    // Everything is as it was: one user, and the admin still logs in.
+    let (s, users) = app.get("/api/users", &app.admin_token).await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin"]);
+    assert_eq!(users[0]["enabled"], true);
+    login(&app.http, &app.base, "admin", ADMIN_PASSWORD).await;
+}
+
+#[tokio::test]
+async fn wrong_types_in_login_answer_with_error_codes_on_an_anonymous_socket() {
+    let app = spawn_with(|c| c.auth.except_login.push("/socket".into())).await;
+    let mut ws = ws_connect(&app.ws_url, None).await.unwrap();
+    let hello = recv(&mut ws).await;
+    assert_eq!(hello["data"]["userId"], Value::Null);
+    let mut cases: Vec<(Value, i64)> = Vec::new();
+    for v in [
+        Value::Null,
+        json!("admin"),
+        json!(1),
+        json!([]),
+        json!(["admin", "pw"]),
+    ] {
+        cases.push((v, 400));
+    }
+    for v in hostile_values() {
+        if v.is_null() {
+            continue;
+        }
+        cases.push((json!({"username": v, "password": "pw"}), 400));
+        cases.push((json!({"username": "admin", "password": v}), 400));
+        cases.push((json!({"token": v}), 400));
+    }
+    cases.push((json!({}), 400));
+    cases.push((json!({"username": "admin"}), 400));
+    cases.push((json!({"password": ADMIN_PASSWORD}), 400));
+    // Strings of the right type but the wrong content are refused as credentials.
+    cases.push((json!({"token": ""}), 401));
+    cases.push((json!({"token": "a.b.c"}), 401));
+    cases.push((json!({"token": "x".repeat(20_000)}), 401));
+    cases.push((
+        json!({"username": "admin' --", "password": "' OR '1'='1"}),
+        401,
+    ));
+    cases.push((json!({"username": "", "password": ""}), 401));
+    for (n, (data, want)) in cases.into_iter().enumerate() {
+        let seqno = n as u64;
+        send(
+            &mut ws,
+            json!({"event": "login", "data": data, "seqno": seqno}),
+        )
+        .await;
+        let v = recv(&mut ws).await;
+        assert_eq!(
+            (v["event"].as_str(), v["seqno"].as_u64()),
+            (Some("login"), Some(seqno))
+        );
+        assert_eq!(v["code"].as_i64(), Some(want), "login {data}: {v}");
+        assert!(v.get("data").is_none(), "login {data}: no token on failure");
+    }
+    assert_alive(&mut ws).await;
+    // Still anonymous after all that; a real login then works, and a second one is a conflict.
+    let (_, online) = app.get("/api/websocket/online", &app.admin_token).await;
+    assert_eq!(online["list"][0]["userId"], Value::Null);
+    let v = request(
+        &mut ws,
+        "login",
+        json!({"username": "admin", "password": ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["data"]["user"]["username"], "admin");
+    let v = request(&mut ws, "login", json!({"username": 5})).await;
+    assert_eq!(v["code"], 409);
 }

@@ -1,6 +1,7 @@
 //! What browsers are told: a strict content security policy and no framing on the panel and
-//! Swagger UI (which therefore has no inline script), and a WebSocket address a forged `Host`
-//! cannot redirect.
+//! Swagger UI (which therefore has no inline script), a WebSocket address a forged `Host`
+//! cannot redirect, and no CORS grant to a foreign origin (nor a credential taken from a
+//! cookie).
 
 mod common;
 
@@ -223,4 +224,67 @@ async fn the_swagger_start_up_script_is_exactly_the_pages_own() {
         &init[init.len().saturating_sub(200)..]
     );
     assert!(!init.contains("<body>") && !init.contains("</script>"));
+}
+
+#[tokio::test]
+async fn the_http_api_never_grants_a_foreign_origin_cors_access() {
+    let app = spawn_with(|c| {
+        c.websocket.allowed_origins = vec!["https://admin.example".into()];
+    })
+    .await;
+    for origin in ["https://evil.example", "null"] {
+        let r = app
+            .http
+            .get(app.url("/api/auth/me"))
+            .bearer_auth(&app.admin_token)
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        let allow = r
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            allow.is_none(),
+            "a foreign origin got Access-Control-Allow-Origin: {allow:?}"
+        );
+        let r = app
+            .http
+            .request(reqwest::Method::OPTIONS, app.url("/api/users"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+        assert!(
+            r.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+    }
+    // A cross-site form post with the browser's cookie-less credentials gets nowhere: tokens
+    // are never taken from cookies.
+    let r = app
+        .http
+        .post(app.url("/api/users"))
+        .header("Origin", "https://evil.example")
+        .header(
+            "Cookie",
+            format!(
+                "token={}; authorization={}",
+                app.admin_token, app.admin_token
+            ),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("username=mallory&password=password-123&roles=admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }

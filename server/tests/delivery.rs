@@ -1,4 +1,5 @@
-//! Stream offsets, history and `recover` (SPEC §7).
+//! Stream offsets, history and `recover`: pushes missed while away are replayed in order, a
+//! stale epoch or a gap longer than the history says so, and only your own streams recover.
 
 mod common;
 

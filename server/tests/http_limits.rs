@@ -1,6 +1,7 @@
-//! The HTTP layer's own limits, attacked over raw sockets: a body that never finishes, a body
-//! too large, a connection that idles, and more unauthenticated connections than allowed. Each
-//! is answered with JSON and a closed connection, and real users are served meanwhile.
+//! The HTTP layer's own limits, attacked over raw sockets: a head that never finishes, a body
+//! that never finishes, a body too large, a connection that idles, and more unauthenticated
+//! connections than allowed. Each is answered with JSON (or, for a head that never ends,
+//! simply closed), and real users are served meanwhile.
 
 mod common;
 
@@ -10,10 +11,6 @@ use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn host_of(app: &TestApp) -> String {
-    app.base.trim_start_matches("http://").to_string()
-}
 
 /// Reads whatever the server sends until it closes the connection (or `limit` passes, which
 /// panics): the bytes and how long the connection stayed open.
@@ -225,16 +222,147 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() {
     assert!(idle_from.elapsed() >= Duration::from_millis(400));
 }
 
+/// Sends `pieces` one every `every`, then `filler` forever (the blank line that ends a head
+/// never comes); returns how long the server kept the connection open. Panics when it is open
+/// past `limit`, or when the server answers a head that never ended instead of just closing.
+async fn trickle_until_closed(
+    host: String,
+    pieces: Vec<Vec<u8>>,
+    filler: Vec<u8>,
+    every: Duration,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(&host).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let mut i = 0usize;
+    loop {
+        if started.elapsed() > limit {
+            panic!("a trickling head was still open after {limit:?} ({i} pieces sent)");
+        }
+        let piece = pieces.get(i).unwrap_or(&filler);
+        i += 1;
+        if s.write_all(piece).await.is_err() {
+            return started.elapsed();
+        }
+        match tokio::time::timeout(every, s.read(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(n)) => panic!(
+                "an answer to half a head: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+        }
+    }
+}
+
+/// Sends `bytes`, then waits silently; returns how long the server kept the connection open,
+/// panicking past `limit`.
+async fn stall_until_closed(host: String, bytes: Vec<u8>, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(&host).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    read_until_closed(&mut s, started, limit).await;
+    started.elapsed()
+}
+
+/// A head must be complete within `server.header_timeout`: a connection that trickles its
+/// head in, stops half-way or never says anything is closed when the timeout is up — not
+/// before — while real clients are served as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_silent_new_connection_is_still_cut_at_the_header_timeout() {
+async fn heads_that_trickle_in_or_stall_are_cut_at_the_header_timeout_and_hurt_nobody() {
+    // Out of the box the timeout is short enough to be a defence.
+    let defaults = base_config(std::path::Path::new("."));
+    assert!(
+        defaults.server.header_timeout <= Duration::from_secs(15),
+        "default header timeout {:?}",
+        defaults.server.header_timeout
+    );
+    let timeout = Duration::from_secs(1);
     let app = spawn_with(|c| {
-        c.server.header_timeout = Duration::from_secs(1);
+        c.server.header_timeout = timeout;
+        // An idle limit far away, so only the header timeout can be what closes.
         c.server.keepalive_timeout = Duration::from_secs(60);
     })
     .await;
-    let started = Instant::now();
-    let mut s = TcpStream::connect(host_of(&app)).await.unwrap();
-    read_until_closed(&mut s, started, Duration::from_secs(6)).await;
+    let bound = Duration::from_secs(6);
+    let host = host_of(&app);
+    let mut tricklers = Vec::new();
+    // Heads trickled a byte at a time…
+    let head = format!("GET /socket HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").into_bytes();
+    for _ in 0..20 {
+        tricklers.push(tokio::spawn(trickle_until_closed(
+            host.clone(),
+            head.iter().map(|b| vec![*b]).collect(),
+            b"a".to_vec(),
+            Duration::from_millis(250),
+            bound,
+        )));
+    }
+    // …and a header line at a time.
+    tricklers.push(tokio::spawn(trickle_until_closed(
+        host.clone(),
+        vec![b"GET /healthz HTTP/1.1\r\n".to_vec()],
+        b"X-Slow: 1\r\n".to_vec(),
+        Duration::from_millis(100),
+        bound,
+    )));
+    // Requests that start and then go silent, and a connection that never says anything.
+    let mut stalls = Vec::new();
+    for stalled in [
+        String::new(),
+        "\r\n\r\n\r\n\r\n".to_string(),
+        "GET /socket HTTP/1.1\r\n".to_string(),
+        format!("GET /socket HTTP/1.1\r\nHost: {host}\r\n"),
+        format!(
+            "GET /socket HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        ),
+    ] {
+        stalls.push(tokio::spawn(stall_until_closed(
+            host.clone(),
+            stalled.into_bytes(),
+            bound,
+        )));
+    }
+    // Meanwhile real clients are served as usual.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, _) = app.ws(&app.admin_token).await;
+    assert_alive(&mut ws).await;
+    let (s, _) = app.get("/api/auth/me", &app.admin_token).await;
+    assert_eq!(s, 200);
+    let mut failures = Vec::new();
+    let total = tricklers.len() + stalls.len();
+    for t in tricklers {
+        match t.await {
+            Ok(open) => assert!(
+                open >= timeout.mul_f32(0.9),
+                "a trickling head was cut after {open:?}, before the header timeout"
+            ),
+            Err(e) => failures.push(e),
+        }
+    }
+    for t in stalls {
+        if let Err(e) = t.await {
+            failures.push(e);
+        }
+    }
+    let failures: Vec<String> = failures
+        .into_iter()
+        .map(|e| {
+            e.into_panic()
+                .downcast::<String>()
+                .map(|b| *b)
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {total} connections outlived the header timeout:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_alive(&mut ws).await;
 }
 
 /// A connection that is open and has sent nothing, so it counts as unauthenticated.

@@ -1,5 +1,5 @@
-//! The login limit against guesses sent all at once, over HTTP and the socket `login` event,
-//! and password hashing under a flood.
+//! The login limit: five failures a minute lock a username, over HTTP and the socket `login`
+//! event alike, also against guesses sent all at once; and password hashing under a flood.
 //!
 //! Hashing slots are shared by every server in a process, so these tests take turns.
 
@@ -34,6 +34,75 @@ async fn try_login(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     (status, retry_after, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn five_failed_logins_a_minute_lock_that_username_over_http_and_websocket() {
+    let _turn = TURN.lock().await;
+    let app = spawn_with(|c| c.auth.except_login.push("/socket".into())).await;
+    app.user("frank", &["member"]).await;
+    app.user("gina", &["member"]).await;
+    let fail = |user: &'static str| json!({"username": user, "password": "not-it-at-all"});
+    for _ in 0..5 {
+        let (s, b) = app.post("/api/auth/login", "", fail("frank")).await;
+        assert_eq!((s, b["code"].as_str()), (401, Some("invalid_credentials")));
+    }
+    // The sixth try is refused even with the right password, says why, and says when to
+    // come back.
+    let (s, retry_after, b) = try_login(&app, "frank", "password-123", None).await;
+    assert_eq!((s, b["code"].as_str()), (429, Some("rate_limited")));
+    let after: u64 = retry_after.expect("Retry-After on a 429").parse().unwrap();
+    assert!((1..=60).contains(&after), "Retry-After {after}");
+    // Case is no way around it.
+    let (s, _) = app
+        .post(
+            "/api/auth/login",
+            "",
+            json!({"username": "FRANK", "password": "password-123"}),
+        )
+        .await;
+    assert!(s == 429 || s == 401, "FRANK: {s}");
+    // The socket's `login` shares the same limit.
+    let mut ws = ws_connect(&app.ws_url, None).await.unwrap();
+    recv(&mut ws).await;
+    let v = request(
+        &mut ws,
+        "login",
+        json!({"username": "frank", "password": "password-123"}),
+    )
+    .await;
+    assert_eq!(v["code"], 429, "{v}");
+    // Failures over the socket count toward HTTP, too.
+    for _ in 0..5 {
+        let v = request(&mut ws, "login", fail("gina")).await;
+        assert_eq!(v["code"], 401);
+    }
+    let (s, _) = app
+        .post(
+            "/api/auth/login",
+            "",
+            json!({"username": "gina", "password": "password-123"}),
+        )
+        .await;
+    assert_eq!(s, 429);
+    // Another username from the same address is unaffected, and so is an existing token.
+    let (s, _) = app
+        .post(
+            "/api/auth/login",
+            "",
+            json!({"username": "admin", "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app.get("/api/auth/me", &app.admin_token).await;
+    assert_eq!(s, 200);
+    // Unknown users are limited the same way (no user enumeration through the limiter).
+    for _ in 0..5 {
+        let (s, _) = app.post("/api/auth/login", "", fail("nobody-here")).await;
+        assert_eq!(s, 401);
+    }
+    let (s, _) = app.post("/api/auth/login", "", fail("nobody-here")).await;
+    assert_eq!(s, 429);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,29 +1,18 @@
 //! The server's log as an operator reads it: written to a file it has no colour codes, in JSON
-//! every line is an object, start-up names where everything is, and a failed start says what
-//! failed and exits quickly.
+//! every line is an object, start-up names where everything is, a failed start says what
+//! failed and exits quickly, and no password, token, key or secret is ever in it.
 
-mod binary;
+mod common;
 
 use std::time::Duration;
 
-use binary::{start, start_expecting_exit};
+use common::binary::{start, start_expecting_exit};
+use common::*;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const ADMIN_PW: &str = "log-admin-password";
-
-async fn admin_token(base: &str, password: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"username": "admin", "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 async fn send_to_all(base: &str, token: &str) {
     let r = reqwest::Client::new()
@@ -44,7 +33,7 @@ async fn a_redirected_log_has_no_escape_codes_and_starts_with_the_urls_and_addon
         &[("SWITCHBOARD_AUTH__ADMIN_PASSWORD", ADMIN_PW)],
     );
     let addr = server.addr;
-    let token = admin_token(&server.url(""), ADMIN_PW).await;
+    let token = login(&reqwest::Client::new(), &server.url(""), "admin", ADMIN_PW).await;
     send_to_all(&server.url(""), &token).await;
     let (status, log) = server.stop();
     assert!(status.success(), "{status}\n{log}");
@@ -80,7 +69,7 @@ async fn with_log_format_json_every_line_is_a_json_object() {
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric())
         .collect();
-    let token = admin_token(&server.url(""), &password).await;
+    let token = login(&reqwest::Client::new(), &server.url(""), "admin", &password).await;
     send_to_all(&server.url(""), &token).await;
     let (status, log) = server.stop();
     assert!(status.success(), "{status}\n{log}");
@@ -188,4 +177,220 @@ fn an_unreachable_redis_is_named_without_its_password() {
         log.contains("cluster.redis_url redis://:***@127.0.0.1:1"),
         "{log}"
     );
+}
+
+/// The most verbose level logs the most, so if no secret reaches a `trace` log none reaches
+/// any other level either. Passwords and tokens go through every transport: HTTP (header and
+/// query), the WebSocket handshake (header, query, subprotocol), and the socket's `login`
+/// event (with a password and with a token); failed logins and refused tokens included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_passwords_never_reach_the_log_even_at_trace_level() {
+    const ENV_ADMIN_PASSWORD: &str = "Adm1n-From-Env-q8Zr-7731";
+    const WRONG_PASSWORD: &str = "Wr0ng-Guess-x7Kd-5512";
+    const USER_PASSWORD: &str = "Us3r-Initial-m4Nt-9040";
+    const CHANGED_PASSWORD: &str = "Us3r-Changed-p2Lw-3318";
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerCommand::new(dir.path())
+        .env("SWITCHBOARD_AUTH__ADMIN_PASSWORD", ENV_ADMIN_PASSWORD)
+        // The socket on the exemption list, so anonymous sockets can send `login`.
+        .env(
+            "SWITCHBOARD_AUTH__EXCEPT_LOGIN",
+            r#"["/api/auth/login", "/healthz", "/readyz", "/socket"]"#,
+        )
+        .env("RUST_LOG", "trace")
+        .start()
+        .await;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+
+    let token = login(&http, &base, "admin", ENV_ADMIN_PASSWORD).await;
+    // HTTP: header and query.
+    let r = http
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for path in [
+        "/api/auth/me",
+        "/api/websocket/online",
+        "/api/websocket/stats",
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .query(&[("authorization", &token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}?authorization=");
+    }
+    // WebSocket: header, query, subprotocol.
+    let ws_url = server.ws_url.clone();
+    let mut sockets = Vec::new();
+    sockets.push(ws_connect(&ws_url, Some(&token)).await.unwrap());
+    sockets.push(
+        ws_connect(&format!("{ws_url}?authorization={token}"), None)
+            .await
+            .unwrap(),
+    );
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(&format!("switchboard.v1, bearer.{token}")).unwrap(),
+    );
+    sockets.push(tokio_tungstenite::connect_async(req).await.unwrap().0);
+    for ws in &mut sockets {
+        let hello = recv(ws).await;
+        assert_eq!(hello["event"], "connected");
+        assert_eq!(hello["data"]["userId"], 1, "the token was taken");
+        assert_eq!(request(ws, "ping", Value::Null).await["code"], 0);
+    }
+    // Failed logins with a known wrong password, for a real and an unknown user.
+    for user in ["admin", "admin", "ghost"] {
+        let r = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": user, "password": WRONG_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // The socket's `login`: a wrong password, the right one, and a token, each in a frame the
+    // WebSocket layer traces.
+    let mut anonymous = ws_connect(&ws_url, None).await.unwrap();
+    assert_eq!(recv(&mut anonymous).await["event"], "connected");
+    let v = request(
+        &mut anonymous,
+        "login",
+        json!({"username": "admin", "password": WRONG_PASSWORD}),
+    )
+    .await;
+    assert_eq!(v["code"], 401);
+    let v = request(
+        &mut anonymous,
+        "login",
+        json!({"username": "admin", "password": ENV_ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let socket_token = v["data"]["token"].as_str().unwrap().to_string();
+    sockets.push(anonymous);
+    let mut by_token = ws_connect(&ws_url, None).await.unwrap();
+    assert_eq!(recv(&mut by_token).await["event"], "connected");
+    let v = request(&mut by_token, "login", json!({"token": token})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(request(&mut by_token, "ping", Value::Null).await["code"], 0);
+    sockets.push(by_token);
+    // A refused token (tampered signature) on HTTP and on the handshake, where the exempt
+    // socket ignores it and lets the client in anonymously.
+    let bad = format!("{}x", &token[..token.len() - 1]);
+    let r = http
+        .get(format!("{base}/api/auth/me"))
+        .query(&[("authorization", &bad)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let mut refused = ws_connect(&format!("{ws_url}?authorization={bad}"), None)
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut refused).await["data"]["userId"], Value::Null);
+    sockets.push(refused);
+    // A user whose password is set and changed, and an API key.
+    let r = http
+        .post(format!("{base}/api/users"))
+        .bearer_auth(&token)
+        .json(&json!({"username": "carol", "password": USER_PASSWORD, "roles": ["member"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let carol: Value = r.json().await.unwrap();
+    let carol_token = login(&http, &base, "carol", USER_PASSWORD).await;
+    let r = http
+        .patch(format!("{base}/api/users/{}", carol["id"]))
+        .bearer_auth(&token)
+        .json(&json!({"password": CHANGED_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/api/apikeys"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "billing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let api_key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .get(format!("{base}/api/websocket/stats"))
+        .header("X-API-Key", &api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Logout (revocation is stored by token id, never the token).
+    let r = http
+        .post(format!("{base}/api/auth/logout"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for mut ws in sockets {
+        let _ = ws.close(None).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let jwt_secret = std::fs::read_to_string(dir.path().join("jwt_secret"))
+        .expect("the generated JWT secret is kept in the data dir");
+    server.terminate(Duration::from_secs(10)).await;
+    let log = server.log();
+    assert!(
+        log.contains("TRACE") && log.contains("connection accepted"),
+        "trace logging was on: {} bytes of log",
+        log.len()
+    );
+    assert!(
+        log.contains("/api/auth/me") && log.contains("/socket"),
+        "request paths are logged: {} bytes of log",
+        log.len()
+    );
+    assert!(log.contains("login failed"), "failed logins are logged");
+    let signature = token.rsplit('.').next().unwrap();
+    let secrets: [(&str, &str); 10] = [
+        ("the admin's token", &token),
+        ("the admin token's signature", signature),
+        ("a refused token", &bad),
+        ("carol's token", &carol_token),
+        ("the socket login's token", &socket_token),
+        (
+            "the admin password from the environment",
+            ENV_ADMIN_PASSWORD,
+        ),
+        ("the wrong password", WRONG_PASSWORD),
+        ("carol's first password", USER_PASSWORD),
+        ("carol's new password", CHANGED_PASSWORD),
+        ("the API key", &api_key),
+    ];
+    let mut leaks = Vec::new();
+    for (what, secret) in secrets {
+        if let Some(line) = log.lines().find(|l| l.contains(secret)) {
+            let line: String = line.chars().take(300).collect();
+            leaks.push(format!("{what} is in the log: {line}"));
+        }
+    }
+    let jwt_secret = jwt_secret.trim();
+    if !jwt_secret.is_empty() && log.contains(jwt_secret) {
+        leaks.push("the JWT secret is in the log".into());
+    }
+    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
 }

@@ -1,11 +1,17 @@
-//! The operator HTTP API against real sockets.
+//! The operator HTTP API against real sockets: sends, the online list and its filters (which
+//! take injection strings as plain values), kicks, server-side tags, stats and metrics (where a
+//! client-chosen close code cannot mint a label), and who may use it.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 #[tokio::test]
 async fn each_send_reaches_exactly_the_intended_sockets_with_data_unchanged() {
@@ -386,4 +392,105 @@ async fn site_config_gives_the_socket_address() {
         .await
         .unwrap();
     assert_eq!(v["wsAddr"], "wss://push.example.com/socket");
+}
+
+#[tokio::test]
+async fn injection_strings_in_every_online_filter_get_sane_answers() {
+    let app = spawn_app().await;
+    let (_ws, _) = app.ws(&app.admin_token).await;
+    for s in INJECTIONS {
+        for key in ["username", "ip", "tag", "userId", "page", "pageSize"] {
+            let r = app
+                .http
+                .get(app.url("/api/websocket/online"))
+                .bearer_auth(&app.admin_token)
+                .query(&[(key, *s)])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.expect("a JSON body");
+            match key {
+                // Substring filters: nothing online matches an injection string.
+                "username" | "ip" => {
+                    assert_eq!(status, 200, "{key}={s:?}");
+                    assert_eq!(body["total"], 0, "{key}={s:?}");
+                    assert_eq!(body["list"], json!([]), "{key}={s:?}");
+                }
+                // Typed filters: the value does not parse, and the answer says which field.
+                _ => {
+                    assert_eq!(status, 400, "{key}={s:?}: {body}");
+                    assert!(body["code"].is_string() && body["message"].is_string());
+                }
+            }
+        }
+    }
+    // Combined, and repeated keys, too.
+    let r = app
+        .http
+        .get(app.url("/api/websocket/online"))
+        .bearer_auth(&app.admin_token)
+        .query(&[
+            ("username", "admin"),
+            ("username", "' OR 1=1 --"),
+            ("ip", "127.0.0.1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 200 || r.status() == 400, "{}", r.status());
+    // And the unfiltered list is unharmed.
+    let (s, all) = app.get("/api/websocket/online", &app.admin_token).await;
+    assert_eq!((s, all["total"].as_u64()), (200, Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_chosen_close_codes_are_one_metric_label() {
+    let app = spawn_app().await;
+    for code in [4321u16, 4567, 3999, 4001] {
+        let (mut ws, _) = app.ws(&app.admin_token).await;
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+        // Wait for the server's answer so the close is counted.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            use futures_util::StreamExt;
+            while ws.next().await.is_some() {}
+        })
+        .await;
+    }
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("switchboard_closes_total{code=\"other\"} 3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let closes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("switchboard_closes_total{"))
+        .collect();
+    assert!(
+        closes.contains(&"switchboard_closes_total{code=\"other\"} 3"),
+        "{closes:?}"
+    );
+    assert!(
+        closes.contains(&"switchboard_closes_total{code=\"4001\"} 1"),
+        "{closes:?}"
+    );
+    for code in ["4321", "4567", "3999"] {
+        assert!(!text.contains(code), "{code} became a label: {closes:?}");
+    }
 }

@@ -212,6 +212,23 @@ pub async fn close_code(ws: &mut Ws, d: Duration) -> u16 {
     }
 }
 
+/// The status of a refused WebSocket handshake; panics when it was not an HTTP refusal.
+pub fn handshake_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+/// A `ping` round trip succeeds: the connection is open and served.
+pub async fn assert_alive(ws: &mut Ws) {
+    let v = request(ws, "ping", Value::Null).await;
+    assert_eq!(
+        (v["event"].as_str(), v["code"].as_i64()),
+        (Some("ping"), Some(0))
+    );
+}
+
 pub async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
@@ -350,6 +367,12 @@ pub async fn scratch_database(url: &str, name: &str) -> String {
 mod raw_http;
 #[allow(unused_imports)]
 pub use raw_http::*;
+mod inputs;
+#[allow(unused_imports)]
+pub use inputs::*;
+mod raw_ws;
+#[allow(unused_imports)]
+pub use raw_ws::*;
 mod proc_stats;
 #[allow(unused_imports)]
 pub use proc_stats::*;
