@@ -68,8 +68,19 @@ async fn recover_on_node_b_what_was_sent_while_on_node_a() {
     let first = recv(&mut on_a).await;
     let epoch = first["epoch"].as_str().unwrap().to_string();
     drop(on_a);
-    let reg = a.state.ws.registry().clone();
-    eventually(Duration::from_secs(5), || reg.is_empty()).await;
+    // Gone from the cluster's online list before the next pushes, so they reach no one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, stats) = a.get("/api/websocket/stats", &a.admin_token).await;
+        if stats["connections"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still online: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for n in 1..=3 {
         let (_, d) = a
             .post(

@@ -356,18 +356,98 @@ async fn a_client_that_stops_reading_is_cut_off_with_4008_and_others_still_get_p
     drop(slow);
 }
 
+/// Connects, retrying while a limit refuses with 429: an abruptly dropped socket gives its
+/// place back when the server notices the EOF, a moment after the client let go.
+async fn ws_when_admitted(app: &TestApp, token: &str) -> Ws {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match ws_connect(&app.ws_url, Some(token)).await {
+            Ok(mut ws) => {
+                assert_eq!(recv(&mut ws).await["event"], "connected");
+                return ws;
+            }
+            Err(e) => {
+                assert_eq!(handshake_status(e), 429, "only a limit may refuse");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "a dropped socket never gave its place back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_thousand_abrupt_disconnects_leave_no_index_entries() {
-    let app = spawn_with(|c| c.websocket.max_connections_per_user = 0).await;
+    // Tight limits, so a leaked place in either count would show as a refused connection.
+    let app = spawn_with(|c| {
+        c.websocket.max_connections = 4;
+        c.websocket.max_connections_per_user = 2;
+    })
+    .await;
+    let (_, other) = app.user("churner", &[]).await;
     for i in 0..1000 {
-        let (mut ws, _) = app.ws(&app.admin_token).await;
+        let token = if i % 3 == 0 { &other } else { &app.admin_token };
+        let mut ws = ws_when_admitted(&app, token).await;
         if i % 2 == 0 {
             request(&mut ws, "join", json!({"id": format!("churn{}", i % 7)})).await;
         }
         drop(ws); // no close handshake
     }
-    let reg = app.state.ws.registry().clone();
-    eventually(Duration::from_secs(20), || reg.is_empty()).await;
+    // Every index is empty: no connection, user or tag is left behind…
+    wait_for_stats(&app, (0, 0, 0)).await;
+    // …and every place was given back, to the exact count: each user gets exactly its two
+    // places, the node exactly its four.
+    let mut held = Vec::new();
+    for token in [&app.admin_token, &app.admin_token, &other, &other] {
+        let (ws, _) = app.ws(token).await;
+        held.push(ws);
+    }
+    let (_, third) = app.user("third", &[]).await;
+    assert_eq!(refusal(&app, &third).await, "too_many_connections");
+    drop(held.pop());
+    wait_for_stats(&app, (3, 2, 0)).await;
+    assert_eq!(
+        refusal(&app, &app.admin_token).await,
+        "too_many_user_connections"
+    );
+}
+
+/// Polls `GET /api/websocket/stats` until (connections, users, tags) are `want`.
+async fn wait_for_stats(app: &TestApp, want: (u64, u64, u64)) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, stats) = app.get("/api/websocket/stats", &app.admin_token).await;
+        assert_eq!(status, 200);
+        let got = (
+            stats["connections"].as_u64(),
+            stats["users"].as_u64(),
+            stats["tags"].as_u64(),
+        );
+        if got == (Some(want.0), Some(want.1), Some(want.2)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "want {want:?}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The error code of a refused upgrade (it must be a 429).
+async fn refusal(app: &TestApp, token: &str) -> String {
+    match ws_connect(&app.ws_url, Some(token)).await {
+        Ok(_) => panic!("the connection was admitted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 429);
+            let body: Value = serde_json::from_slice(r.body().as_deref().unwrap_or(b"null"))
+                .expect("a JSON refusal");
+            body["code"].as_str().unwrap_or_default().to_string()
+        }
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+    }
 }
 
 #[tokio::test]
