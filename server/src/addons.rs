@@ -1,6 +1,7 @@
-//! The one place that lists the addons. To add one, depend on its crate in
-//! `server/Cargo.toml` and name it in the [`addons!`] line at the bottom of this file:
-//! `field: crate_name::AddonType`.
+//! The one place that lists the addons. To add one, depend on its crate in `server/Cargo.toml`
+//! and name it in the `addons!` list at the bottom of this file: one line,
+//! `field: crate::Type,` (the type implements `switchboard_sdk::Addon` and `Default`).
+//! Everything else — events, exemptions, migrations, APIs, background tasks — follows from it.
 
 use sea_orm::DatabaseConnection;
 use switchboard_sdk::event::EventRegistry;
@@ -76,4 +77,7 @@ macro_rules! addons {
     };
 }
 
-addons! { hgexample: hgexample::HgExample }
+addons! {
+    hgexample: hgexample::HgExample,
+    poll: poll::Poll,
+}

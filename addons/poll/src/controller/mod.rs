@@ -1,0 +1,2 @@
+//! Controllers of the addon.
+pub mod websocket;

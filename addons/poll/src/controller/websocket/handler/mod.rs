@@ -1,0 +1,4 @@
+//! WebSocket event handlers, one file per event.
+pub mod create;
+pub mod results;
+pub mod vote;

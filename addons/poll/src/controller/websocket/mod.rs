@@ -1,0 +1,2 @@
+//! WebSocket controllers.
+pub mod handler;

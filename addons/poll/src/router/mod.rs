@@ -1,0 +1,2 @@
+//! Event routing of the addon.
+pub mod websocket;
