@@ -386,7 +386,7 @@ async fn a_thousand_abrupt_disconnects_leave_no_index_entries() {
         c.websocket.max_connections_per_user = 2;
     })
     .await;
-    let (_, other) = app.user("churner", &[]).await;
+    let (_, other) = app.user("churner", &["member"]).await;
     for i in 0..1000 {
         let token = if i % 3 == 0 { &other } else { &app.admin_token };
         let mut ws = ws_when_admitted(&app, token).await;
@@ -404,7 +404,7 @@ async fn a_thousand_abrupt_disconnects_leave_no_index_entries() {
         let (ws, _) = app.ws(token).await;
         held.push(ws);
     }
-    let (_, third) = app.user("third", &[]).await;
+    let (_, third) = app.user("third", &["member"]).await;
     assert_eq!(refusal(&app, &third).await, "too_many_connections");
     drop(held.pop());
     wait_for_stats(&app, (3, 2, 0)).await;
