@@ -7,6 +7,7 @@
 #                           bench/out/quick/ so it never overwrites the committed results
 #
 # Options: --systems "switchboard node-ws"  --scenarios "echo-small storm"  --out DIR
+#          (lists separated by spaces or commas)
 #          sockudo (a Pusher server from crates.io) is part of full runs only: the script installs
 #          the pinned version into $BENCH_TARGET_DIR/sockudo once, a long release build on two
 #          cores, so --quick leaves it out and says so. It has no request/reply and no addressing
@@ -34,8 +35,8 @@ COMMAND="bench/run.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
-    --systems) SYSTEMS=$2; shift ;;
-    --scenarios) SCENARIOS=$2; shift ;;
+    --systems) SYSTEMS=${2//,/ }; shift ;;
+    --scenarios) SCENARIOS=${2//,/ }; shift ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,/^set/p' "$0" | grep '^#'; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
