@@ -80,15 +80,23 @@ fi
 
 SOCKUDO_VERSION=5.2.0
 SOCKUDO_BIN="$TARGET_DIR/sockudo/bin/sockudo"
+SOCKUDO_UNAVAILABLE="" # why sockudo cannot run, recorded for each of its scenarios
 if [[ " $SYSTEMS " == *" sockudo "* ]]; then
   if "$SOCKUDO_BIN" --version 2>/dev/null | grep -qw "$SOCKUDO_VERSION"; then
     log "sockudo $SOCKUDO_VERSION already installed ($SOCKUDO_BIN)"
+  elif [ -z "${PROTOC:-}" ] && ! command -v protoc >/dev/null; then
+    # A build script among its dependencies (metrics-exporter-tcp) compiles a .proto file.
+    SOCKUDO_UNAVAILABLE="not installed: building sockudo needs protoc (apt-get install protobuf-compiler)"
+    log "sockudo: $SOCKUDO_UNAVAILABLE"
   else
     # Pinned and --locked: the same server on every run. Only the in-memory (local) and Redis
     # adapters: the others pull in clients for brokers the benchmark never starts.
     log "installing sockudo $SOCKUDO_VERSION (release build from crates.io; long on two cores)"
-    $NICE cargo install sockudo --version "$SOCKUDO_VERSION" --locked --no-default-features \
-      --features local,redis --root "$TARGET_DIR/sockudo" >&2
+    if ! $NICE cargo install sockudo --version "$SOCKUDO_VERSION" --locked --no-default-features \
+        --features local,redis --root "$TARGET_DIR/sockudo" >&2; then
+      SOCKUDO_UNAVAILABLE="not installed: cargo install sockudo $SOCKUDO_VERSION failed (its output is above in the run's log)"
+      log "sockudo: $SOCKUDO_UNAVAILABLE"
+    fi
   fi
 fi
 
@@ -264,6 +272,10 @@ for system in $SYSTEMS; do
     fi
   done
   [ -n "$RUN" ] || continue
+  if [ "$system" = sockudo ] && [ -n "$SOCKUDO_UNAVAILABLE" ]; then
+    for scenario in $RUN; do record_failure "$system" "$scenario" "$SOCKUDO_UNAVAILABLE"; done
+    continue
+  fi
   if [ $QUICK = 1 ]; then
     # One server per system, idle first on the fresh process.
     if ! start_system "$system"; then
