@@ -2,7 +2,9 @@
 """Turns the load generator's JSON results into bench/RESULTS.md and SVG charts.
 
 Standard library only. Every table compares each system with Switchboard (ratio = system ÷
-Switchboard, so read it with the metric's direction: higher msgs/s is better, lower CPU is better).
+Switchboard, so read it with the metric's direction: higher msgs/s is better, lower CPU is better),
+and beside each of Switchboard's ratios the best peer: the best value any other system reached in
+that column, with its name.
 
     python3 bench/report.py --results bench/results --meta bench/meta.json --out bench
 """
@@ -13,7 +15,7 @@ import json
 import math
 import os
 
-SYSTEMS = ["switchboard", "bare-tungstenite", "fastwebsockets", "node-ws", "socketio-node", "socketioxide"]
+SYSTEMS = ["switchboard", "bare-tungstenite", "fastwebsockets", "node-ws", "socketio-node", "socketioxide", "sockudo"]
 COLORS = {
     "switchboard": "#d62728",
     "bare-tungstenite": "#7f7f7f",
@@ -21,6 +23,7 @@ COLORS = {
     "node-ws": "#1f77b4",
     "socketio-node": "#2ca02c",
     "socketioxide": "#9467bd",
+    "sockudo": "#8c564b",
 }
 CONTENDED_PCT = 10  # background CPU above this (of both cores) marks a result as contended
 
@@ -95,8 +98,30 @@ def error_row(runs, system, scenario, width):
     doc = runs.get((system, scenario))
     if not doc:
         return None
+    if doc.get("not_applicable"):
+        why = doc["not_applicable"].replace("|", "/").replace("\n", " ")
+        return [system, f"not applicable: {why}"] + [""] * (width - 2)
     err = (doc.get("error") or "no result").replace("|", "/").replace("\n", " ")[:160]
     return [system, f"failed: {err}"] + [""] * (width - 2)
+
+
+def best_peer(runs, scenario, get, higher, fmt):
+    """The best value of `get(result)` among the systems other than Switchboard, with its name."""
+    best = None
+    for s in systems_in(runs):
+        r = res(runs, s, scenario) if s != "switchboard" else None
+        try:
+            v = get(r) if r else None
+        except (KeyError, TypeError):
+            v = None
+        if v is not None and (best is None or (v > best[0] if higher else v < best[0])):
+            best = (v, s)
+    return "—" if best is None else f"{fmt(best[0])} ({best[1]})"
+
+
+def peer_cell(system, cell):
+    """A best-peer figure stands beside Switchboard's own; the other rows leave the column empty."""
+    return cell if system == "switchboard" else ""
 
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -107,8 +132,11 @@ def systems_in(runs):
 
 
 def idle_table(runs):
-    t = Table(["system", "connections", "RSS / connection (KiB)", "vs Switchboard", "CPU µs / connection-second", "vs Switchboard", "open at end"])
+    t = Table(["system", "connections", "RSS / connection (KiB)", "vs Switchboard", "best peer", "CPU µs / connection-second", "vs Switchboard",
+               "best peer", "open at end"])
     base = res(runs, "switchboard", "idle") or {}
+    best_rss = best_peer(runs, "idle", lambda r: r["rss_per_connection_bytes"] / 1024, False, lambda v: num(v, 1))
+    best_cpu = best_peer(runs, "idle", lambda r: r["cpu_us_per_connection_second"], False, lambda v: num(v, 3))
     for s in systems_in(runs):
         r = res(runs, s, "idle")
         if not r:
@@ -117,14 +145,18 @@ def idle_table(runs):
             continue
         rss = r["rss_per_connection_bytes"] / 1024
         t.add([label(runs, s, "idle"), num(r["connections"]), num(rss, 1), ratio(rss, (base.get("rss_per_connection_bytes") or 0) / 1024),
+               peer_cell(s, best_rss),
                num(r["cpu_us_per_connection_second"], 3), ratio(r["cpu_us_per_connection_second"], base.get("cpu_us_per_connection_second")),
-               num(r["still_open_at_end"])])
+               peer_cell(s, best_cpu), num(r["still_open_at_end"])])
     return t
 
 
 def echo_table(runs, scenario):
-    t = Table(["system", "msgs/s", "vs Switchboard", "p50 ms", "p99 ms", "p99.9 ms", "server CPU µs / msg", "vs Switchboard", "bad replies"])
+    t = Table(["system", "msgs/s", "vs Switchboard", "best peer", "p50 ms", "p99 ms", "p99.9 ms", "server CPU µs / msg", "vs Switchboard",
+               "best peer", "bad replies"])
     base = res(runs, "switchboard", scenario) or {}
+    best_rate = best_peer(runs, scenario, lambda r: r["msgs_per_s"], True, num)
+    best_cpu = best_peer(runs, scenario, lambda r: r["server_cpu_us_per_msg"], False, lambda v: num(v, 2))
     for s in systems_in(runs):
         r = res(runs, s, scenario)
         if not r:
@@ -132,10 +164,10 @@ def echo_table(runs, scenario):
             row and t.add(row)
             continue
         lat = r["latency"]
-        t.add([label(runs, s, scenario), num(r["msgs_per_s"]), ratio(r["msgs_per_s"], base.get("msgs_per_s")),
+        t.add([label(runs, s, scenario), num(r["msgs_per_s"]), ratio(r["msgs_per_s"], base.get("msgs_per_s")), peer_cell(s, best_rate),
                ms(lat.get("p50_us")), ms(lat.get("p99_us")), ms(lat.get("p999_us")),
                num(r["server_cpu_us_per_msg"], 2), ratio(r["server_cpu_us_per_msg"], base.get("server_cpu_us_per_msg")),
-               num(r["mismatched_replies"])])
+               peer_cell(s, best_cpu), num(r["mismatched_replies"])])
     return t
 
 
@@ -147,10 +179,14 @@ def fanout_best(r):
 
 
 def fanout_table(runs, scenario):
-    t = Table(["system", "recipients", "best rate /s", "deliveries/s", "vs Switchboard", "p50 ms", "p99 ms", "p99.9 ms",
-               "server CPU µs / delivery", "vs Switchboard", "stopped at"])
+    t = Table(["system", "recipients", "best rate /s", "deliveries/s", "vs Switchboard", "best peer", "p50 ms", "p99 ms", "p99.9 ms",
+               "server CPU µs / delivery", "vs Switchboard", "best peer", "stopped at"])
     base, _ = fanout_best(res(runs, "switchboard", scenario))
     base = base or {}
+    # Only a sustained rate counts: a step that lost deliveries or passed the latency limit is no best.
+    sustained = lambda key: (lambda r: fanout_best(r)[0][key] if fanout_best(r)[1] else None)
+    best_rate = best_peer(runs, scenario, sustained("deliveries_per_s"), True, num)
+    best_cpu = best_peer(runs, scenario, sustained("server_cpu_us_per_delivery"), False, lambda v: num(v, 2))
     for s in systems_in(runs):
         r = res(runs, s, scenario)
         step, ok = fanout_best(r)
@@ -162,9 +198,10 @@ def fanout_table(runs, scenario):
         last = r["steps"][-1]
         stop = "—" if last.get("ok") else f"{last['rate_per_s']:g}/s: p99 {ms(dig(last, 'delivery_latency', 'p99_us'))} ms, lost {num(last['lost'])}"
         t.add([label(runs, s, scenario), num(r["recipients_per_broadcast"]), f"{step['rate_per_s']:g}" + ("" if ok else " (failed)"),
-               num(step["deliveries_per_s"]), ratio(step["deliveries_per_s"], base.get("deliveries_per_s")),
+               num(step["deliveries_per_s"]), ratio(step["deliveries_per_s"], base.get("deliveries_per_s")), peer_cell(s, best_rate),
                ms(lat.get("p50_us")), ms(lat.get("p99_us")), ms(lat.get("p999_us")),
-               num(step["server_cpu_us_per_delivery"], 2), ratio(step["server_cpu_us_per_delivery"], base.get("server_cpu_us_per_delivery")), stop])
+               num(step["server_cpu_us_per_delivery"], 2), ratio(step["server_cpu_us_per_delivery"], base.get("server_cpu_us_per_delivery")),
+               peer_cell(s, best_cpu), stop])
     return t
 
 
@@ -180,8 +217,10 @@ def fanout_steps(runs, scenario):
 
 
 def storm_table(runs):
-    t = Table(["system", "opened", "failures", "connects/s", "vs Switchboard", "p50 ms", "p99 ms", "server CPU µs / connect", "first error"])
+    t = Table(["system", "opened", "failures", "connects/s", "vs Switchboard", "best peer", "p50 ms", "p99 ms", "server CPU µs / connect",
+               "first error"])
     base = dig(res(runs, "switchboard", "storm"), "connect", "connects_per_s")
+    best_rate = best_peer(runs, "storm", lambda r: r["connect"]["connects_per_s"], True, num)
     for s in systems_in(runs):
         r = res(runs, s, "storm")
         if not r:
@@ -190,22 +229,23 @@ def storm_table(runs):
             continue
         c = r["connect"]
         err = (c["first_errors"] or [""])[0].replace("|", "/")[:80]
-        t.add([label(runs, s, "storm"), num(c["opened"]), num(c["failures"]), num(c["connects_per_s"]), ratio(c["connects_per_s"], base),
+        t.add([label(runs, s, "storm"), num(c["opened"]), num(c["failures"]), num(c["connects_per_s"]), ratio(c["connects_per_s"], base), peer_cell(s, best_rate),
                ms(dig(c, "connect_latency", "p50_us")), ms(dig(c, "connect_latency", "p99_us")), num(r["server_cpu_us_per_connect"], 1), err])
     return t
 
 
 def api_table(runs):
-    t = Table(["system", "requests/s", "vs Switchboard", "HTTP p50 ms", "HTTP p99 ms", "delivery p50 ms", "delivery p99 ms",
+    t = Table(["system", "requests/s", "vs Switchboard", "best peer", "HTTP p50 ms", "HTTP p99 ms", "delivery p50 ms", "delivery p99 ms",
                "received / reported", "errors", "server CPU µs / request"])
     base = (res(runs, "switchboard", "api") or {}).get("requests_per_s")
+    best_rate = best_peer(runs, "api", lambda r: r["requests_per_s"], True, num)
     for s in systems_in(runs):
         r = res(runs, s, "api")
         if not r:
             row = error_row(runs, s, "api", len(t.headers))
             row and t.add(row)
             continue
-        t.add([label(runs, s, "api"), num(r["requests_per_s"]), ratio(r["requests_per_s"], base),
+        t.add([label(runs, s, "api"), num(r["requests_per_s"]), ratio(r["requests_per_s"], base), peer_cell(s, best_rate),
                ms(dig(r, "http_latency", "p50_us")), ms(dig(r, "http_latency", "p99_us")),
                ms(dig(r, "delivery_latency", "p50_us")), ms(dig(r, "delivery_latency", "p99_us")),
                f"{num(r['received'])} / {num(r['delivered_reported'])}", num(r["errors"]), num(r["server_cpu_us_per_request"], 1)])
@@ -654,6 +694,7 @@ def report(runs, meta, made, cluster=None, durable=None):
         "the load generator runs on the same two cores as the server under test",
         f"- Switchboard: {meta.get('switchboard')} at `{meta.get('git')}`",
         f"- Toolchains: {meta.get('rustc')}, Node {meta.get('node')}",
+        f"- sockudo: {meta.get('sockudo') or 'not run'}",
         f"- Libraries: {versions()}",
         "",
         "Scenario arguments (`loadgen <scenario> …`):",

@@ -7,6 +7,11 @@
 #                           bench/out/quick/ so it never overwrites the committed results
 #
 # Options: --systems "switchboard node-ws"  --scenarios "echo-small storm"  --out DIR
+#          (lists separated by spaces or commas)
+#          sockudo (a Pusher server from crates.io) is part of full runs only: the script installs
+#          the pinned version into $BENCH_TARGET_DIR/sockudo once, a long release build on two
+#          cores, so --quick leaves it out and says so. It has no request/reply and no addressing
+#          by user, so echo-small, echo-4k and api are recorded as not applicable for it.
 #          The `cluster` scenario is Switchboard's alone: bench/cluster.sh (one node, then three
 #          nodes on a private Redis) runs once after the systems, with --quick in a quick run.
 #          So is `durable`: bench/durable.sh (fan-out with history.durable off, then on).
@@ -23,15 +28,15 @@ cd "$BENCH_DIR"
 . "$BENCH_DIR/switchboard.sh"
 
 QUICK=0
-SYSTEMS="switchboard bare-tungstenite fastwebsockets node-ws socketio-node socketioxide"
+SYSTEMS="switchboard bare-tungstenite fastwebsockets node-ws socketio-node socketioxide sockudo"
 SCENARIOS="idle echo-small echo-4k fanout-all fanout-tag storm api cluster durable"
 OUT=""
 COMMAND="bench/run.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
-    --systems) SYSTEMS=$2; shift ;;
-    --scenarios) SCENARIOS=$2; shift ;;
+    --systems) SYSTEMS=${2//,/ }; shift ;;
+    --scenarios) SCENARIOS=${2//,/ }; shift ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,/^set/p' "$0" | grep '^#'; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
@@ -40,6 +45,10 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$OUT" ]; then
   if [ $QUICK = 1 ]; then OUT="$BENCH_DIR/out/quick"; else OUT="$BENCH_DIR"; fi
+fi
+if [ $QUICK = 1 ] && [[ " $SYSTEMS " == *" sockudo "* ]]; then
+  SYSTEMS=$(echo " $SYSTEMS " | sed 's/ sockudo / /; s/^ *//; s/ *$//')
+  printf '[bench] skipping sockudo in a quick run: building it from crates.io takes far longer than the smoke run on two cores (full runs install it)\n' >&2
 fi
 RESULTS="$OUT/results"
 mkdir -p "$RESULTS"
@@ -69,6 +78,28 @@ elif [[ " $SYSTEMS " == *" switchboard "* ]]; then
   SB_PROFILE=$PROFILE
 fi
 
+SOCKUDO_VERSION=5.2.0
+SOCKUDO_BIN="$TARGET_DIR/sockudo/bin/sockudo"
+SOCKUDO_UNAVAILABLE="" # why sockudo cannot run, recorded for each of its scenarios
+if [[ " $SYSTEMS " == *" sockudo "* ]]; then
+  if "$SOCKUDO_BIN" --version 2>/dev/null | grep -qw "$SOCKUDO_VERSION"; then
+    log "sockudo $SOCKUDO_VERSION already installed ($SOCKUDO_BIN)"
+  elif [ -z "${PROTOC:-}" ] && ! command -v protoc >/dev/null; then
+    # A build script among its dependencies (metrics-exporter-tcp) compiles a .proto file.
+    SOCKUDO_UNAVAILABLE="not installed: building sockudo needs protoc (apt-get install protobuf-compiler)"
+    log "sockudo: $SOCKUDO_UNAVAILABLE"
+  else
+    # Pinned and --locked: the same server on every run. Only the in-memory (local) and Redis
+    # adapters: the others pull in clients for brokers the benchmark never starts.
+    log "installing sockudo $SOCKUDO_VERSION (release build from crates.io; long on two cores)"
+    if ! $NICE cargo install sockudo --version "$SOCKUDO_VERSION" --locked --no-default-features \
+        --features local,redis --root "$TARGET_DIR/sockudo" >&2; then
+      SOCKUDO_UNAVAILABLE="not installed: cargo install sockudo $SOCKUDO_VERSION failed (its output is above in the run's log)"
+      log "sockudo: $SOCKUDO_UNAVAILABLE"
+    fi
+  fi
+fi
+
 if [[ " $SYSTEMS " == *" node-ws "* || " $SYSTEMS " == *" socketio-node "* ]]; then
   log "installing the Node peers' dependencies (npm ci)"
   (cd peers/node && $NICE npm ci --no-audit --no-fund --loglevel=error >&2)
@@ -84,6 +115,23 @@ port_of() {
   case "$1" in
     switchboard) echo 18100 ;; bare-tungstenite) echo 18101 ;; node-ws) echo 18102 ;;
     socketio-node) echo 18103 ;; socketioxide) echo 18104 ;; fastwebsockets) echo 18105 ;;
+    sockudo) echo 18106 ;;
+  esac
+}
+
+# Where each system says it is ready.
+health_path_of() {
+  case "$1" in
+    sockudo) echo /up/bench ;; # also checks that the app of peers/sockudo/config.json is loaded
+    *) echo /healthz ;;
+  esac
+}
+
+# The scenarios a system has nothing to measure in, with the reason the report gives.
+not_applicable() { # system scenario
+  case "$1:$2" in
+    sockudo:echo-small|sockudo:echo-4k) echo "Pusher has no request/reply: a client event goes to the other subscribers, never back to its sender" ;;
+    sockudo:api) echo "Pusher addresses channels, not users: there is no send to a user's connections" ;;
   esac
 }
 
@@ -99,11 +147,14 @@ start_system() {
     socketioxide) "$BIN/peer-socketioxide" "$addr" >"$LOGS/$system.log" 2>&1 & ;;
     node-ws) node peers/node/ws-server.js "$addr" >"$LOGS/$system.log" 2>&1 & ;;
     socketio-node) node peers/node/socketio-server.js "$addr" >"$LOGS/$system.log" 2>&1 & ;;
+    # The port comes from the environment, which overrides the file (so the file needs none).
+    sockudo) HOST=127.0.0.1 PORT=$(port_of sockudo) "$SOCKUDO_BIN" --config "$BENCH_DIR/peers/sockudo/config.json" \
+               >"$LOGS/$system.log" 2>&1 & ;;
     *) echo "unknown system $system" >&2; return 1 ;;
   esac
   PID=$!
   for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "http://$addr/healthz" 2>/dev/null; then return 0; fi
+    if curl -fsS -o /dev/null "http://$addr$(health_path_of "$system")" 2>/dev/null; then return 0; fi
     if ! kill -0 "$PID" 2>/dev/null; then break; fi
     sleep 0.1
   done
@@ -161,6 +212,11 @@ scenario_args() {
   fi
 }
 
+record_not_applicable() { # system scenario reason
+  python3 -c 'import json,sys; json.dump({"target": sys.argv[1], "scenario_id": sys.argv[2], "result": None, "not_applicable": sys.argv[3]}, open(sys.argv[4], "w"))' \
+    "$1" "$2" "$3" "$RESULTS/$1.$2.json"
+}
+
 record_failure() { # system scenario message
   python3 -c 'import json,sys; json.dump({"target": sys.argv[1], "scenario_id": sys.argv[2], "result": None, "error": sys.argv[3]}, open(sys.argv[4], "w"))' \
     "$1" "$2" "$3" "$RESULTS/$1.$2.json"
@@ -204,17 +260,33 @@ SCENARIOS=$PER_SYSTEM
 STARTED=$(date +%s)
 for system in $SYSTEMS; do
   [ -n "$SCENARIOS" ] || break
+  # The scenarios this system runs; the others are recorded with the reason they do not apply.
+  RUN=""
+  for scenario in $SCENARIOS; do
+    reason=$(not_applicable "$system" "$scenario")
+    if [ -n "$reason" ]; then
+      log "$system / $scenario: not applicable ($reason)"
+      record_not_applicable "$system" "$scenario" "$reason"
+    else
+      RUN="$RUN $scenario"
+    fi
+  done
+  [ -n "$RUN" ] || continue
+  if [ "$system" = sockudo ] && [ -n "$SOCKUDO_UNAVAILABLE" ]; then
+    for scenario in $RUN; do record_failure "$system" "$scenario" "$SOCKUDO_UNAVAILABLE"; done
+    continue
+  fi
   if [ $QUICK = 1 ]; then
     # One server per system, idle first on the fresh process.
     if ! start_system "$system"; then
-      for scenario in $SCENARIOS; do record_failure "$system" "$scenario" "server did not start"; done
+      for scenario in $RUN; do record_failure "$system" "$scenario" "server did not start"; done
       stop_system; continue
     fi
-    for scenario in $SCENARIOS; do run_scenario "$system" "$scenario"; done
+    for scenario in $RUN; do run_scenario "$system" "$scenario"; done
     stop_system
   else
     # A fresh server per scenario, so none inherits another's memory, sockets or tags.
-    for scenario in $SCENARIOS; do
+    for scenario in $RUN; do
       if start_system "$system"; then
         sleep 1
         run_scenario "$system" "$scenario"
@@ -249,7 +321,9 @@ export M_COMMAND="$COMMAND" M_QUICK=$QUICK M_ELAPSED=$ELAPSED M_NOTE="${BENCH_NO
 M_SWITCHBOARD="$("${SB_BIN:-true}" --version 2>/dev/null | head -1 || true) (${SB_PROFILE:-not run})"
 M_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || true)
 M_GIT=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "no commit yet")
-export M_SWITCHBOARD M_CPU M_GIT
+M_SOCKUDO=""
+if [[ " $SYSTEMS " == *" sockudo "* ]]; then M_SOCKUDO=$("$SOCKUDO_BIN" --version 2>/dev/null | head -1 || true); fi
+export M_SWITCHBOARD M_CPU M_GIT M_SOCKUDO
 python3 - "$OUT/meta.json" <<'PY'
 import json, os, platform, subprocess, sys
 def sh(cmd):
@@ -269,6 +343,7 @@ json.dump({
     "rustc": sh("rustc --version"),
     "node": sh("node --version") or "none",
     "switchboard": e["M_SWITCHBOARD"].strip(),
+    "sockudo": e.get("M_SOCKUDO", "").strip(),
     "git": e["M_GIT"],
     "date": sh("date -u +%Y-%m-%dT%H:%MZ"),
     "note": e.get("M_NOTE", ""),

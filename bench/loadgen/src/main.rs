@@ -9,8 +9,6 @@
 mod http;
 mod net;
 mod procfs;
-// Not used by any scenario until a Pusher server (sockudo) is part of the run.
-#[allow(dead_code)]
 mod pusher;
 mod scenario;
 mod stats;
@@ -77,6 +75,17 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(cli.threads.max(1))
         .enable_all()
         .build()?;
+    if !cli.target.has_request_reply()
+        && matches!(
+            cli.scenario,
+            Scenario::Echo(_) | Scenario::Api(_) | Scenario::Cluster(_) | Scenario::Soak(_)
+        )
+    {
+        anyhow::bail!(
+            "not applicable: {} has no request/reply and no addressing by user",
+            cli.target.name()
+        );
+    }
     let result = runtime.block_on(async {
         let sources = net::Sources::new(cli.addr, cli.sources);
         let target =

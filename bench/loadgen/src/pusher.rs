@@ -1,9 +1,6 @@
-//! The Pusher Channels protocol (sockudo speaks it): the pieces of a client adapter that can be
-//! checked without a server — the socket URL, the subscribe frame, and the signed HTTP trigger.
-//!
-//! Not wired into `Target` yet: no Pusher server is built or started by `run.sh`, and an adapter
-//! that has never met one would be guessing. What is here follows Pusher's HTTP API reference and
-//! is tested against its worked signature example.
+//! The Pusher Channels protocol (sockudo speaks it): the socket URL, the frames a client sends
+//! and receives, and the signed HTTP trigger. `Target` uses these for `--target sockudo`; the
+//! signature is tested against the worked example of Pusher's HTTP API reference.
 
 use std::fmt::Write;
 
@@ -20,6 +17,16 @@ pub struct App {
 }
 
 impl App {
+    /// The one app of a benchmark run: `bench/run.sh` writes the same three values into sockudo's
+    /// configuration. Nothing secret: the server listens on loopback for the run only.
+    pub fn bench() -> Self {
+        Self {
+            id: "bench".into(),
+            key: "bench-key".into(),
+            secret: "bench-secret".into(),
+        }
+    }
+
     /// Where a client connects: the key names the app, `protocol=7` is the current wire version.
     pub fn socket_path(&self) -> String {
         format!("/app/{}?protocol=7", self.key)
@@ -43,8 +50,8 @@ impl App {
     }
 }
 
-/// A trigger's body: Pusher carries `data` as a string holding JSON, so `"t":` still appears in
-/// each received frame (escaped as `\"t\":`) and the receivers' scan finds it unchanged.
+/// A trigger's body. Pusher carries `data` as a string holding JSON, so in each received frame
+/// the payload's keys appear escaped (`\"t\":`); `sent_at` reads them there.
 pub fn trigger_body(channels: &[&str], event: &str, data: &Value) -> String {
     json!({"name": event, "channels": channels, "data": data.to_string()}).to_string()
 }
@@ -52,6 +59,52 @@ pub fn trigger_body(channels: &[&str], event: &str, data: &Value) -> String {
 /// Subscribes to a public channel; the server answers `pusher_internal:subscription_succeeded`.
 pub fn subscribe_frame(channel: &str) -> String {
     json!({"event": "pusher:subscribe", "data": {"channel": channel}}).to_string()
+}
+
+/// The answer to the server's `pusher:ping` (sent after `activity_timeout` of silence): without it
+/// the server closes the connection, and the idle scenario would measure reconnects.
+pub const PONG: &str = r#"{"event":"pusher:pong","data":{}}"#;
+
+/// Whether a frame is the server's keep-alive ping. Checked on short frames only, so the receive
+/// path of a broadcast does not scan every payload for it.
+pub fn is_ping(text: &str) -> bool {
+    text.len() < 96 && text.contains("\"pusher:ping\"")
+}
+
+/// What the server sent: an event, the channel it came on (absent for connection-level events),
+/// and its data, unwrapped from the string Pusher puts it in.
+#[derive(Debug, PartialEq)]
+pub struct Push {
+    pub event: String,
+    pub channel: Option<String>,
+    pub data: Value,
+}
+
+/// Decodes a frame from the server. `data` is a string holding JSON on the wire; it is parsed
+/// when it is JSON and kept as a string otherwise (Pusher lets a trigger send any text).
+pub fn decode(text: &str) -> anyhow::Result<Push> {
+    let mut frame: Value = serde_json::from_str(text)?;
+    let event = frame["event"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("frame without an `event`: {text}"))?
+        .to_owned();
+    let channel = frame["channel"].as_str().map(str::to_owned);
+    let data = match frame["data"].take() {
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        other => other,
+    };
+    Ok(Push {
+        event,
+        channel,
+        data,
+    })
+}
+
+/// The load generator's timestamp (`"t"`) in a pushed frame, found without parsing it: 10,000
+/// receivers must cost less than the server they measure. Reads both the string-wrapped data of
+/// the Pusher wire and data sent as an object.
+pub fn sent_at(text: &str) -> Option<u64> {
+    crate::target::find_u64(text, "\\\"t\\\":").or_else(|| crate::target::find_u64(text, "\"t\":"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -106,5 +159,48 @@ mod tests {
             subscribe_frame("bench-tag"),
             r#"{"data":{"channel":"bench-tag"},"event":"pusher:subscribe"}"#
         );
+    }
+
+    /// A push as sockudo sends it: the data is a string holding the trigger's JSON.
+    #[test]
+    fn decodes_a_push_and_finds_its_timestamp() {
+        let body = trigger_body(
+            &["all"],
+            "bench",
+            &json!({"t": 1_700_000_000_123u64, "p": "xx"}),
+        );
+        let data = serde_json::from_str::<Value>(&body).unwrap()["data"].clone();
+        let frame = json!({"event": "bench", "channel": "all", "data": data}).to_string();
+        assert!(frame.contains(r#""data":"{\"p\":\"xx\",\"t\":1700000000123}""#));
+        let push = decode(&frame).unwrap();
+        assert_eq!(push.event, "bench");
+        assert_eq!(push.channel.as_deref(), Some("all"));
+        assert_eq!(push.data, json!({"t": 1_700_000_000_123u64, "p": "xx"}));
+        assert_eq!(sent_at(&frame), Some(1_700_000_000_123));
+        assert!(!is_ping(&frame));
+    }
+
+    #[test]
+    fn decodes_connection_events_and_pings() {
+        let established = r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"123.456\",\"activity_timeout\":120}"}"#;
+        let push = decode(established).unwrap();
+        assert_eq!(push.event, "pusher:connection_established");
+        assert_eq!(push.channel, None);
+        assert_eq!(push.data["socket_id"], "123.456");
+        assert_eq!(sent_at(established), None);
+        let ping = r#"{"event":"pusher:ping","data":{}}"#;
+        assert!(is_ping(ping));
+        assert_eq!(decode(ping).unwrap().data, json!({}));
+        // Text that is not JSON stays a string; a frame without an event is an error.
+        assert_eq!(
+            decode(r#"{"event":"e","channel":"c","data":"plain"}"#)
+                .unwrap()
+                .data,
+            json!("plain")
+        );
+        assert!(decode(r#"{"data":"{}"}"#).is_err());
+        assert!(decode("not json").is_err());
+        // Data sent as an object still yields its timestamp.
+        assert_eq!(sent_at(r#"{"event":"e","data":{"t":42}}"#), Some(42));
     }
 }

@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::http::HttpClient;
 use crate::net::Sources;
+use crate::pusher;
+use crate::stats::unix_nanos;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -32,6 +34,9 @@ pub enum Kind {
     SocketioNode,
     /// socketioxide (bench/peers/socketioxide).
     Socketioxide,
+    /// sockudo, a Pusher Channels server: every connection subscribes a public channel, every
+    /// broadcast is an event triggered through the signed HTTP API.
+    Sockudo,
 }
 
 impl Kind {
@@ -43,6 +48,7 @@ impl Kind {
             Kind::NodeWs => "node-ws",
             Kind::SocketioNode => "socketio-node",
             Kind::Socketioxide => "socketioxide",
+            Kind::Sockudo => "sockudo",
         }
     }
 
@@ -51,7 +57,15 @@ impl Kind {
             Kind::Switchboard => Wire::Switchboard,
             Kind::BareTungstenite | Kind::Fastwebsockets | Kind::NodeWs => Wire::Plain,
             Kind::SocketioNode | Kind::Socketioxide => Wire::SocketIo,
+            Kind::Sockudo => Wire::Pusher,
         }
+    }
+
+    /// Pusher has no request/reply and no addressing by user: a server-side event goes to a
+    /// channel and every subscriber gets it. The echo and API scenarios have nothing to measure
+    /// there, nor the cluster and soak scenarios, which address users.
+    pub fn has_request_reply(self) -> bool {
+        self.wire() != Wire::Pusher
     }
 }
 
@@ -63,6 +77,24 @@ enum Wire {
     Plain,
     /// Socket.IO v5 over Engine.IO v4, WebSocket transport only.
     SocketIo,
+    /// Pusher Channels protocol 7: channels instead of tags, events triggered over signed HTTP.
+    Pusher,
+}
+
+/// Who a broadcast goes to.
+#[derive(Clone, Copy, Debug)]
+pub enum Audience<'a> {
+    All,
+    Tag(&'a str),
+}
+
+/// The Pusher channel every connection subscribes to on connect: "all" connections are its
+/// subscribers, as they are the audience of Switchboard's `toAll`.
+const PUSHER_ALL: &str = "all";
+
+/// The Pusher channel that stands for a tag (Pusher's rooms are channels).
+fn pusher_channel(tag: &str) -> String {
+    format!("tag-{tag}")
 }
 
 /// A user whose connections the API scenario addresses with `toUser`.
@@ -78,6 +110,7 @@ pub struct Target {
     admin: Option<User>,
     password: String,
     sources: Sources,
+    pusher: pusher::App,
 }
 
 pub const ECHO_EVENT: &str = "admin/addons/hgexample/testMessage";
@@ -98,6 +131,7 @@ impl Target {
             admin: None,
             password: password.to_owned(),
             sources,
+            pusher: pusher::App::bench(),
         };
         if target.wire == Wire::Switchboard {
             target.admin = Some(
@@ -119,6 +153,7 @@ impl Target {
             admin: self.admin.clone(),
             password: self.password.clone(),
             sources: Sources::new(addr, sources),
+            pusher: pusher::App::bench(),
         }
     }
 
@@ -194,6 +229,7 @@ impl Target {
                 "ws://{}/socket.io/?EIO=4&transport=websocket&user={uid}",
                 self.addr
             ),
+            Wire::Pusher => format!("ws://{}{}", self.addr, self.pusher.socket_path()),
         };
         let mut request = url.into_client_request()?;
         if let Some(token) = &user.token {
@@ -254,6 +290,30 @@ impl Target {
                     }
                 }
             }
+            Wire::Pusher => {
+                // Registered once the server has established the connection and confirmed the
+                // subscription to `all`: from then on a broadcast reaches it, as one reaches a
+                // Switchboard connection once it has said `connected`.
+                let first = conn
+                    .recv()
+                    .await
+                    .context("closed before `pusher:connection_established`")?;
+                let push = pusher::decode(&first)?;
+                if push.event != "pusher:connection_established" {
+                    bail!(
+                        "first frame is not `pusher:connection_established`: {}",
+                        &first[..first.len().min(200)]
+                    );
+                }
+                conn.send(pusher::subscribe_frame(PUSHER_ALL)).await?;
+                let reply = conn.recv().await.context("closed while subscribing")?;
+                if !self.is_join_reply(&reply)? {
+                    bail!(
+                        "unexpected frame while subscribing: {}",
+                        &reply[..reply.len().min(200)]
+                    );
+                }
+            }
         }
         Ok(conn)
     }
@@ -268,11 +328,68 @@ impl Target {
         }
     }
 
-    /// Joins a tag (a room); the reply is a frame mentioning `"join"`.
+    /// Joins a tag (a room; a channel in Pusher); `is_join_reply` recognises the answer.
     pub fn join_frame(&self, tag: &str) -> String {
         match self.wire {
             Wire::SocketIo => format!("42[\"join\",\"{tag}\"]"),
+            Wire::Pusher => pusher::subscribe_frame(&pusher_channel(tag)),
             _ => format!("{{\"event\":\"join\",\"data\":{{\"id\":\"{tag}\"}}}}"),
+        }
+    }
+
+    /// Whether `reply` answers a join: `Ok(false)` for an unrelated frame, an error for a refusal.
+    pub fn is_join_reply(&self, reply: &str) -> anyhow::Result<bool> {
+        match self.wire {
+            Wire::Pusher => {
+                if reply.contains("pusher_internal:subscription_succeeded") {
+                    Ok(true)
+                } else if reply.contains("pusher:subscription_error")
+                    || reply.contains("\"pusher:error\"")
+                {
+                    bail!("subscribe refused: {reply}")
+                } else {
+                    Ok(false)
+                }
+            }
+            _ if reply.contains("\"join\"") => {
+                if reply.contains("\"code\":4") {
+                    bail!("join refused: {reply}");
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The HTTP request (path, body, bearer token) that broadcasts `data` to `to`. `data` must
+    /// carry the send time as `"t"`; receivers read it back with `sent_at`.
+    pub fn broadcast(&self, to: Audience<'_>, data: &Value) -> (String, String, Option<&str>) {
+        match self.wire {
+            Wire::Pusher => {
+                let channel = match to {
+                    Audience::All => PUSHER_ALL.to_owned(),
+                    Audience::Tag(tag) => pusher_channel(tag),
+                };
+                let body = pusher::trigger_body(&[&channel], "bench", data);
+                // Signed per request: the server rejects a signature more than 600 s old.
+                let path = self
+                    .pusher
+                    .events_path(body.as_bytes(), unix_nanos() / 1_000_000_000);
+                (path, body, None)
+            }
+            _ => {
+                let (path, body) = match to {
+                    Audience::All => (
+                        "/api/websocket/send/toAll",
+                        json!({"event": "bench", "data": data}),
+                    ),
+                    Audience::Tag(tag) => (
+                        "/api/websocket/send/toTag",
+                        json!({"tag": tag, "event": "bench", "data": data}),
+                    ),
+                };
+                (path.to_owned(), body.to_string(), self.bearer())
+            }
         }
     }
 }
@@ -293,12 +410,24 @@ impl Conn {
                         self.ws.send(Message::text("3")).await.ok()?;
                         continue;
                     }
+                    if self.wire == Wire::Pusher && pusher::is_ping(&text) {
+                        self.ws.send(Message::text(pusher::PONG)).await.ok()?;
+                        continue;
+                    }
                     return Some(text);
                 }
                 Ok(Message::Binary(bytes)) => return Utf8Bytes::try_from(bytes).ok(),
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
             }
+        }
+    }
+
+    /// The send time a timestamped push carries, in unix ns.
+    pub fn sent_at(&self, text: &str) -> Option<u64> {
+        match self.wire {
+            Wire::Pusher => pusher::sent_at(text),
+            _ => find_u64(text, "\"t\":"),
         }
     }
 

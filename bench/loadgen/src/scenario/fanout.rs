@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Deliveries, await_deliveries, join_tag, open_many, padding, spawn_receivers};
 use crate::http::HttpClient;
 use crate::stats::{Meter, Recorder, ratio, summary, unix_nanos};
+use crate::target::Audience;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -110,22 +111,31 @@ async fn run_step(
     let senders: Vec<_> = (0..args.senders.max(1) as u64)
         .map(|w| {
             let target = ctx.target.clone();
-            let (http_latency, delivered_reported, http_errors) = (http_latency.clone(), delivered_reported.clone(), http_errors.clone());
+            let (http_latency, delivered_reported, http_errors) = (
+                http_latency.clone(),
+                delivered_reported.clone(),
+                http_errors.clone(),
+            );
             let (pad, mode, nsend) = (pad.to_owned(), args.mode, args.senders.max(1) as u64);
             tokio::spawn(async move {
                 let mut http = HttpClient::new(target.addr);
                 let mut i = w;
                 while i < count {
                     tokio::time::sleep_until(start + interval * i as u32).await;
-                    let (path, body) = match mode {
-                        Mode::All => ("/api/websocket/send/toAll", json!({"event": "bench", "data": {"t": unix_nanos(), "p": pad}})),
-                        Mode::Tag => ("/api/websocket/send/toTag", json!({"tag": TAG, "event": "bench", "data": {"t": unix_nanos(), "p": pad}})),
+                    let to = match mode {
+                        Mode::All => Audience::All,
+                        Mode::Tag => Audience::Tag(TAG),
                     };
+                    let (path, body, bearer) =
+                        target.broadcast(to, &json!({"t": unix_nanos(), "p": pad}));
                     let at = Instant::now();
-                    match http.post(path, target.bearer(), body.to_string().as_bytes()).await {
+                    match http.post(&path, bearer, body.as_bytes()).await {
                         Ok(r) if r.status == 200 => {
                             http_latency.record(w as usize, at.elapsed());
-                            delivered_reported.fetch_add(r.json()["delivered"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                            delivered_reported.fetch_add(
+                                r.json()["delivered"].as_u64().unwrap_or(0),
+                                Ordering::Relaxed,
+                            );
                         }
                         _ => {
                             http_errors.fetch_add(1, Ordering::Relaxed);

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::stats::{Recorder, summary, unix_nanos};
-use crate::target::{Conn, Target, User, find_u64};
+use crate::target::{Conn, Target, User};
 
 /// Everything a scenario needs from the command line and the outside world.
 pub struct Ctx {
@@ -110,10 +110,7 @@ pub async fn join_tag(target: &Target, conns: &mut [Conn], tag: &str) -> anyhow:
                 .recv()
                 .await
                 .ok_or_else(|| anyhow::anyhow!("closed while joining"))?;
-            if reply.contains("\"join\"") {
-                if reply.contains("\"code\":4") {
-                    anyhow::bail!("join refused: {reply}");
-                }
+            if target.is_join_reply(&reply)? {
                 break;
             }
         }
@@ -139,7 +136,7 @@ pub fn spawn_receivers(conns: Vec<Conn>, deliveries: &Arc<Deliveries>) -> Vec<Jo
             let d = deliveries.clone();
             tokio::spawn(async move {
                 while let Some(text) = conn.recv().await {
-                    match find_u64(&text, "\"t\":") {
+                    match conn.sent_at(&text) {
                         Some(sent) => {
                             d.latency
                                 .record_micros(i, unix_nanos().saturating_sub(sent) / 1000);
