@@ -84,8 +84,17 @@ SOCKUDO_UNAVAILABLE="" # why sockudo cannot run, recorded for each of its scenar
 if [[ " $SYSTEMS " == *" sockudo "* ]]; then
   if "$SOCKUDO_BIN" --version 2>/dev/null | grep -qw "$SOCKUDO_VERSION"; then
     log "sockudo $SOCKUDO_VERSION already installed ($SOCKUDO_BIN)"
-  elif [ -z "${PROTOC:-}" ] && ! command -v protoc >/dev/null; then
+  else
     # A build script among its dependencies (metrics-exporter-tcp) compiles a .proto file.
+    if [ -z "${PROTOC:-}" ] && ! command -v protoc >/dev/null && command -v apt-get >/dev/null; then
+      log "installing protoc (protobuf-compiler), which the sockudo build needs"
+      SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+      $SUDO apt-get install -y -qq protobuf-compiler >&2 || true
+    fi
+  fi
+  if [ -n "$SOCKUDO_UNAVAILABLE" ] || "$SOCKUDO_BIN" --version 2>/dev/null | grep -qw "$SOCKUDO_VERSION"; then
+    :
+  elif [ -z "${PROTOC:-}" ] && ! command -v protoc >/dev/null; then
     SOCKUDO_UNAVAILABLE="not installed: building sockudo needs protoc (apt-get install protobuf-compiler)"
     log "sockudo: $SOCKUDO_UNAVAILABLE"
   else
