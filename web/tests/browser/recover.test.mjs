@@ -12,7 +12,6 @@ const HISTORY_SIZE = 3;
 let server;
 let browser;
 let token;
-let streamsSupported = null;
 
 before(async () => {
   server = await TestServer.start({ env: { SWITCHBOARD_HISTORY__SIZE: String(HISTORY_SIZE) } });
@@ -32,19 +31,15 @@ async function pushToUser(userId, data) {
 }
 
 /** Log in, send one push to myself and see whether it carried a stream position. */
-async function setUp(t) {
+async function setUp() {
   const page = await newPage(browser.context);
   await loginThroughForm(page, server, 'admin', server.adminPassword);
   const me = await page.evaluate(() => window.switchboardPanel.session.user);
   await pushToUser(me.id, { title: 'before', message: 'seen live' });
   await page.locator('[data-testid="event-log"] [data-event="notice"]', { hasText: 'seen live' }).waitFor();
   const positions = await page.evaluate(() => window.switchboardPanel.socket.positions);
-  streamsSupported = Object.keys(positions).some((s) => s.startsWith('user:'));
-  if (!streamsSupported) {
-    t.skip('the server does not send stream/offset/epoch on pushes yet (issue 6)');
-    await page.close();
-    return null;
-  }
+  // Every push to a user carries its stream position; without it there is nothing to recover.
+  assert.ok(Object.keys(positions).some((s) => s.startsWith('user:')), 'pushes carry stream, offset and epoch');
   return { page, me, stream: Object.keys(positions).find((s) => s.startsWith('user:')), positions };
 }
 
@@ -69,9 +64,8 @@ async function reconnect(page) {
   await waitForConnState(page, 'open');
 }
 
-test('pushes missed while disconnected are shown after the reconnect, in order, once', async (t) => {
-  const ctx = await setUp(t);
-  if (!ctx) return;
+test('pushes missed while disconnected are shown after the reconnect, in order, once', async () => {
+  const ctx = await setUp();
   const { page, me, stream, positions } = ctx;
   const start = positions[stream].offset;
 
@@ -94,13 +88,8 @@ test('pushes missed while disconnected are shown after the reconnect, in order, 
   await page.close();
 });
 
-test('a gap longer than the history is reported to the user', async (t) => {
-  if (streamsSupported === false) {
-    t.skip('the server does not send stream/offset/epoch on pushes yet (issue 6)');
-    return;
-  }
-  const ctx = await setUp(t);
-  if (!ctx) return;
+test('a gap longer than the history is reported to the user', async () => {
+  const ctx = await setUp();
   const { page, me } = ctx;
 
   await dropConnection(page);
