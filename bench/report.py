@@ -267,7 +267,7 @@ def common_rate(a, b):
 
 
 def targets_table(runs):
-    """Issue 8's targets, checked against this run."""
+    """The benchmark's targets (bench/README.md), checked against this run."""
     t = Table(["target", "measured", "met"])
     sb = lambda sc: res(runs, "switchboard", sc)
 
@@ -728,7 +728,7 @@ def report(runs, meta, made, cluster=None, durable=None):
                 lines += ["<details><summary>Every rate</summary>", "", steps.md(), "", "</details>", ""]
     targets = targets_table(runs)
     if targets.rows:
-        lines += ["## Issue 8's targets", "", "Ratios are Switchboard ÷ the peer, from this run.", "", targets.md(), ""]
+        lines += ["## Targets", "", "Ratios are Switchboard ÷ the peer, from this run.", "", targets.md(), ""]
     if cluster:
         lines += cluster_section(cluster)
     if durable:
