@@ -85,6 +85,16 @@ test('the audit page lists that send, and the filters narrow it', async () => {
 test('a failed login is in the audit log', async () => {
   const r = await server.http('POST', '/api/auth/login', { body: { username: 'admin', password: 'wrong-password' } });
   assert.equal(r.status, 401);
+  // The audit writer stores entries in batches off the request path: wait until this one is
+  // stored before the page searches for it.
+  const { token } = await server.login();
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const found = await server.http('GET', '/api/audit?action=login&pageSize=100', { token });
+    if (JSON.stringify(found.body?.list ?? []).includes('invalid_credentials')) break;
+    assert.ok(Date.now() < deadline, `the failed login was never stored: ${JSON.stringify(found.body)}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
   await goTo(page, '/audit', 'Audit log');
   await page.getByLabel('Actor').fill('');
   await page.getByLabel('Action').selectOption('login');
