@@ -499,7 +499,15 @@ impl figment::Provider for EnvSnapshot {
         for (k, v) in &self.0 {
             let key = k["SWITCHBOARD_".len()..].to_ascii_lowercase();
             let path: Vec<&str> = key.split("__").collect();
-            let value: Value = v.parse().unwrap_or_else(|_| Value::from(v.clone()));
+            // figment's value parser indexes a quoted string's bytes by character
+            // position when it meets a backslash, so a non-ASCII character before an
+            // escape panics inside it; such a value is taken as the literal string.
+            let parsable = v.is_ascii() || !v.contains('\\');
+            let value: Value = if parsable {
+                v.parse().unwrap_or_else(|_| Value::from(v.clone()))
+            } else {
+                Value::from(v.clone())
+            };
             insert_path(&mut dict, &path, value);
         }
         let mut map = Map::new();
@@ -794,6 +802,25 @@ mod tests {
         assert_eq!(c.server.address, "127.0.0.1:10");
         assert_eq!(c.history.size, 5);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn non_ascii_before_an_escape_is_a_plain_string() {
+        let v = "\"\u{19d0}\\a\"";
+        let c = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_AUTH__JWT_SECRET", v)]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.jwt_secret, v);
+        let e = Config::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[("SWITCHBOARD_WEBSOCKET__PING_INTERVAL", v)]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("websocket"), "{e}");
     }
 
     proptest::proptest! {
