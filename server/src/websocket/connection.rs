@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::websocket::client::Connection;
-use crate::websocket::outbox::{CloseRequest, Outbound};
+use crate::websocket::outbox::CloseRequest;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
@@ -80,6 +80,8 @@ where
         Ending::Torn => close::SLOW_CLIENT,
     };
     state.metrics.closed(code);
+    // The outbox's handle on the socket goes with the task, so the socket closes now.
+    drop(client.outbox().detach());
 }
 
 /// The `connected` greeting: who the connection is, liveness settings, and where its streams
@@ -139,7 +141,6 @@ where
 {
     let cfg = &state.cfg;
     let mut bucket = TokenBucket::new(cfg.rate_limit.per_second, cfg.rate_limit.burst);
-    let mut batch: Vec<Outbound> = Vec::new();
     let mut next_ping = Instant::now() + cfg.ping_interval;
     let mut idle_deadline = Instant::now() + cfg.idle_timeout;
     let mut last_seen = Instant::now();
@@ -170,13 +171,13 @@ where
         tokio::select! {
             biased;
             _ = &mut shutdown => {
-                if let ending @ Ending::Torn = Box::pin(flush(state, client, ws, &mut batch)).await {
+                if let ending @ Ending::Torn = Box::pin(flush(state, client, ws)).await {
                     return ending;
                 }
                 return Ending::Close(close::GOING_AWAY, "server shutting down".into());
             }
             _ = client.outbox().ready() => {
-                match Box::pin(flush(state, client, ws, &mut batch)).await {
+                match Box::pin(flush(state, client, ws)).await {
                     Ending::Gone => {}
                     other => return other,
                 }
@@ -248,8 +249,8 @@ where
                 }
                 // A login may have changed the token whose expiry we watch.
                 expiry = token_expiry(client).unwrap_or(far);
-                if !client.outbox().is_closing() && client.outbox().queued_bytes() > 0 {
-                    match Box::pin(flush(state, client, ws, &mut batch)).await {
+                if !client.outbox().is_closing() && client.outbox().has_queued() {
+                    match Box::pin(flush(state, client, ws)).await {
                         Ending::Gone => {}
                         other => return other,
                     }
@@ -329,45 +330,28 @@ fn record_in(state: &WsState, len: usize) {
     state.metrics.bytes_in.add(len as u64);
 }
 
-/// Writes every queued frame with one flush. Returns `Gone` to mean "carry on".
-async fn flush<S>(
-    state: &WsState,
-    client: &Connection,
-    ws: &mut WebSocketStream<S>,
-    batch: &mut Vec<Outbound>,
-) -> Ending
+/// Writes every queued frame (control frames tungstenite holds first). Returns `Gone` to mean
+/// "carry on".
+async fn flush<S>(state: &WsState, client: &Connection, ws: &mut WebSocketStream<S>) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let close_req = client.outbox().drain(batch);
-    if !batch.is_empty() {
-        let frames = batch.len() as u64;
-        let bytes: usize = batch
-            .iter()
-            .map(|f| match f {
-                Outbound::Text(t) => t.len(),
-                Outbound::Binary(b) => b.len(),
-            })
-            .sum();
-        // Control frames tungstenite still holds (a pong) go first, then ours, written
-        // directly from the shared payloads (see `io`).
-        let write = async {
-            ws.flush().await.map_err(|_| ())?;
-            io::write_frames(ws.get_mut(), batch).await.map_err(|_| ())
-        };
-        match timeout(state.cfg.write_timeout, write).await {
-            Err(_) => return Ending::Torn,
-            Ok(Err(())) => return Ending::Gone,
-            Ok(Ok(())) => {}
-        }
-        state.metrics.messages_out.add(frames);
-        state.metrics.bytes_out.add(bytes as u64);
-        batch.clear();
-        if batch.capacity() > 256 {
-            batch.shrink_to(16);
-        }
+    let mut written = io::Written::default();
+    let write = async {
+        ws.flush().await.map_err(|_| ())?;
+        std::future::poll_fn(|cx| client.outbox().poll_write(cx, &mut written))
+            .await
+            .map_err(|_| ())
+    };
+    let outcome = timeout(state.cfg.write_timeout, write).await;
+    state.metrics.messages_out.add(written.frames);
+    state.metrics.bytes_out.add(written.bytes);
+    match outcome {
+        Err(_) => return Ending::Torn,
+        Ok(Err(())) => return Ending::Gone,
+        Ok(Ok(())) => {}
     }
-    match close_req {
+    match client.outbox().close_request() {
         Some(CloseRequest { code, reason, .. }) => Ending::Close(code, reason),
         None => Ending::Gone,
     }

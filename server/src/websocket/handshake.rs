@@ -11,7 +11,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
 
-use super::io::SocketIo;
+use super::io::{Shared, SocketIo};
 use super::registry::LimitError;
 use super::{WsState, connection, useragent};
 use crate::error::json_error;
@@ -23,7 +23,7 @@ pub const SUBPROTOCOL: &str = "switchboard.v1";
 
 /// tungstenite settings: small buffers so idle sockets stay cheap, bounded writes, the
 /// configured message limit. tungstenite's write buffer only carries control frames (ping,
-/// pong, close): data frames are written by `io::write_frames`; large reads are served by the
+/// pong, close): data frames are written by the outbox (`io::write_queue`); large reads are served by the
 /// read-ahead in `io::SocketIo`.
 pub fn ws_config(state: &WsState) -> WebSocketConfig {
     let max = state.cfg.max_message_size;
@@ -211,18 +211,28 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
             }
             return;
         };
+        let sock = Arc::new(io);
+        if echo {
+            let ws = WebSocketStream::from_partially_read(
+                SocketIo::new(Shared(sock)),
+                early,
+                WsRole::Server,
+                Some(config),
+            )
+            .await;
+            drop(echo_reservation);
+            connection_echo(task_state, ws).await;
+            return;
+        }
+        // From here on pushes may be written by the tasks that queue them (see `outbox`).
+        client.outbox().attach(sock.clone());
         let ws = WebSocketStream::from_partially_read(
-            SocketIo::new(io),
+            SocketIo::gated(Shared(sock), client.clone()),
             early,
             WsRole::Server,
             Some(config),
         )
         .await;
-        if echo {
-            drop(echo_reservation);
-            connection_echo(task_state, ws).await;
-            return;
-        }
         connection::run(task_state, client, ws).await;
     });
     let mut resp = Response::builder()

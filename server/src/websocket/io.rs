@@ -10,18 +10,25 @@
 //!
 //! Writes: tungstenite copies every frame into a per-connection buffer whose capacity it never
 //! gives back (one large push would leave every recipient holding that much memory).
-//! [`write_frames`] writes text and binary frames itself, as a 2–10 byte header plus the
-//! shared payload in one vectored write for a whole batch: no copy, one syscall per batch, no
-//! memory kept. Control frames (ping, pong, close) stay with tungstenite; the connection task
-//! flushes tungstenite's buffer before writing its own frames and never polls tungstenite while
-//! one of its writes is under way, so frames never interleave.
+//! [`write_queue`] writes text and binary frames itself, as a 2–10 byte header plus the
+//! shared payload in one vectored write for a whole queue: no copy, one syscall per batch, no
+//! memory kept. It never waits, so the task that queued a push can write it at once (see
+//! `outbox`). Control frames (ping, pong, close) stay with tungstenite; its writes pass
+//! through the connection's outbox ([`SocketIo::gated`]), which finishes any data frame cut off
+//! by a full socket before them and keeps data frames out while one of tungstenite's is cut
+//! off, so frames never interleave.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::websocket::client::Connection;
 use crate::websocket::outbox::Outbound;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 /// Bytes read ahead at a time while a connection streams.
 pub const READ_AHEAD: usize = 16 * 1024;
@@ -29,13 +36,75 @@ pub const READ_AHEAD: usize = 16 * 1024;
 /// Most slices handed to one vectored write (Linux allows 1,024).
 const MAX_SLICES: usize = 512;
 
-/// A socket with idle-free read-ahead; writes pass through (vectored included).
+/// A TCP socket shared between its connection task (reads, control frames) and whichever
+/// task queues a push for it (data frames written without waiting, through the outbox).
+#[derive(Clone)]
+pub struct Shared(pub Arc<TcpStream>);
+
+impl AsyncRead for Shared {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale and is now cleared: the next poll registers the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Shared {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(shutdown_write(&self.0))
+    }
+}
+
+/// Sends FIN. tokio offers this only on an owned `TcpStream`; the socket here is shared.
+fn shutdown_write(sock: &TcpStream) -> io::Result<()> {
+    // SAFETY: the descriptor belongs to `sock`, which is alive for the call.
+    if unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A socket with idle-free read-ahead. Writes pass through, or, once [`SocketIo::gated`], go
+/// through the connection's outbox so they never land inside one of its data frames.
 pub struct SocketIo<S> {
     inner: S,
     /// Read-ahead buffer, only while the peer streams: `ahead[pos..len]` is unread.
     ahead: Option<Box<[u8]>>,
     pos: usize,
     len: usize,
+    gate: Option<Arc<Connection>>,
 }
 
 impl<S> SocketIo<S> {
@@ -46,6 +115,16 @@ impl<S> SocketIo<S> {
             ahead: None,
             pos: 0,
             len: 0,
+            gate: None,
+        }
+    }
+
+    /// Wraps a socket whose data frames `client`'s outbox writes: tungstenite's writes go
+    /// through the same outbox.
+    pub fn gated(inner: S, client: Arc<Connection>) -> Self {
+        SocketIo {
+            gate: Some(client),
+            ..SocketIo::new(inner)
         }
     }
 
@@ -54,7 +133,6 @@ impl<S> SocketIo<S> {
         self.ahead.is_some()
     }
 }
-
 impl<S: AsyncRead + Unpin> AsyncRead for SocketIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -117,19 +195,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SocketIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        let this = self.get_mut();
+        match &this.gate {
+            Some(client) => client.outbox().poll_write_control(cx, buf),
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -165,40 +235,110 @@ fn payload(frame: &Outbound) -> (bool, &[u8]) {
     }
 }
 
-/// Writes `frames` as WebSocket data frames, header and shared payload side by side in
-/// vectored writes, and flushes. A failure or a cancellation part-way leaves a torn frame on
-/// the wire: the caller must then drop the connection without writing anything else.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    frames: &[Outbound],
-) -> io::Result<()> {
-    let mut heads: Vec<([u8; 10], usize)> = Vec::with_capacity(frames.len().min(MAX_SLICES / 2));
-    for group in frames.chunks(MAX_SLICES / 2) {
-        heads.clear();
-        for frame in group {
+/// Frames handed to one vectored write: a header and a payload each.
+const FRAMES_PER_WRITE: usize = MAX_SLICES / 2;
+
+/// What one [`write_queue`] call put on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Frames completed.
+    pub frames: u64,
+    /// Payload bytes of the completed frames.
+    pub bytes: u64,
+}
+
+/// Writes up to `max_frames` queued frames to the socket without waiting, header and shared
+/// payload side by side in vectored writes, until they are written (`Ok(true)`) or the kernel
+/// takes no more (`Ok(false)`). `front_sent` counts the bytes of the front frame already
+/// written, so a frame cut off by a full socket is continued, never restarted; `done` is
+/// called with each completed frame as it leaves the queue.
+pub fn write_queue(
+    wire: &TcpStream,
+    queue: &mut VecDeque<Outbound>,
+    front_sent: &mut usize,
+    max_frames: usize,
+    mut done: impl FnMut(&Outbound),
+) -> io::Result<bool> {
+    let mut heads = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
+    let mut left = max_frames;
+    loop {
+        if queue.is_empty() || left == 0 {
+            return Ok(true);
+        }
+        let count = queue.len().min(FRAMES_PER_WRITE).min(left);
+        for (frame, head) in queue.iter().zip(heads.iter_mut()).take(count) {
             let (binary, data) = payload(frame);
+            head.1 = frame_header(binary, data.len(), &mut head.0);
+        }
+        let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
+        let mut used = 0;
+        let mut skip = *front_sent;
+        let mut total = 0;
+        for (frame, (head, n)) in queue.iter().zip(heads.iter()).take(count) {
+            for part in [&head[..*n], payload(frame).1] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices[used] = IoSlice::new(&part[skip..]);
+                total += part.len() - skip;
+                skip = 0;
+                used += 1;
+            }
+        }
+        let mut written = match wire.try_write_vectored(&slices[..used]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // A short write means the socket's buffer is full: wait for it to drain.
+        let full = written < total;
+        // Retire every frame the write completed; keep the position inside a cut-off one.
+        while written > 0 {
+            let Some(front) = queue.front() else { break };
+            let (binary, data) = payload(front);
             let mut head = [0u8; 10];
-            let n = frame_header(binary, data.len(), &mut head);
-            heads.push((head, n));
-        }
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(group.len() * 2);
-        for (frame, (head, n)) in group.iter().zip(&heads) {
-            slices.push(IoSlice::new(&head[..*n]));
-            let (_, data) = payload(frame);
-            if !data.is_empty() {
-                slices.push(IoSlice::new(data));
+            let size = frame_header(binary, data.len(), &mut head) + data.len();
+            let rest = size - *front_sent;
+            if written < rest {
+                *front_sent += written;
+                break;
             }
-        }
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let written = io.write_vectored(rest).await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+            written -= rest;
+            *front_sent = 0;
+            if let Some(frame) = queue.pop_front() {
+                done(&frame);
             }
-            IoSlice::advance_slices(&mut rest, written);
+            left -= 1;
+        }
+        if full {
+            return Ok(false);
         }
     }
-    io.flush().await
+}
+
+/// A connected loopback pair whose first socket has a small send buffer, so large frames
+/// cannot go out in one write.
+#[cfg(test)]
+pub(crate) async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client_side = TcpStream::connect(addr).await.unwrap();
+    let (server_side, _) = listener.accept().await.unwrap();
+    let size: libc::c_int = 4096;
+    // SAFETY: a valid descriptor and an option value of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            server_side.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+    (server_side, client_side)
 }
 
 #[cfg(test)]
@@ -223,12 +363,15 @@ mod tests {
         assert_eq!(&h[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 
-    /// Frames written by `write_frames` through a tiny pipe (so every write is partial) are
-    /// read back intact, in order, by tungstenite's own client.
+    /// Frames written by `write_queue` to a real socket whose reader is slow (so writes are
+    /// cut off mid-frame and continued) are read back intact, in order, by tungstenite's own
+    /// client.
     #[tokio::test]
     async fn tungstenite_reads_what_we_write() {
-        let (server_side, client_side) = tokio::io::duplex(333);
-        let sizes = [0usize, 1, 125, 126, 4096, 65_535, 65_536, 200_000];
+        let (server_side, client_side) = tcp_pair().await;
+        let sizes = [
+            0usize, 1, 125, 126, 4096, 65_535, 65_536, 200_000, 3_000_000,
+        ];
         let frames: Vec<Outbound> = sizes
             .iter()
             .enumerate()
@@ -242,9 +385,26 @@ mod tests {
             .collect();
         let expected = frames.clone();
         let writer = tokio::spawn(async move {
-            let mut io = SocketIo::new(server_side);
-            write_frames(&mut io, &frames).await.unwrap();
-            io
+            let mut queue: VecDeque<Outbound> = frames.into_iter().collect();
+            let mut front_sent = 0;
+            let mut done = 0;
+            let mut cut = 0;
+            while !write_queue(
+                &server_side,
+                &mut queue,
+                &mut front_sent,
+                usize::MAX,
+                |_| done += 1,
+            )
+            .unwrap()
+            {
+                if front_sent > 0 {
+                    cut += 1;
+                }
+                server_side.writable().await.unwrap();
+            }
+            assert_eq!(front_sent, 0);
+            (done, cut, server_side)
         });
         let mut client = WebSocketStream::from_raw_socket(client_side, Role::Client, None).await;
         for want in expected {
@@ -255,7 +415,12 @@ mod tests {
                 (w, g) => panic!("wanted {w:?}, got {g:?}"),
             }
         }
-        drop(writer.await.unwrap());
+        let (done, cut, _socket) = writer.await.unwrap();
+        assert_eq!(done, sizes.len());
+        assert!(
+            cut > 0,
+            "frames larger than the send buffer are written in parts"
+        );
     }
 
     /// Read-ahead starts only when a read fills the caller's buffer, hands every byte over in

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::websocket::client::Connection;
 use crate::websocket::outbox::{Outbound, PushOutcome};
@@ -14,6 +15,53 @@ use switchboard_sdk::protocol::{Envelope, Push, StreamPosition};
 use switchboard_sdk::{Audience, ClientId, Identity, Tag, UserId};
 
 use crate::metrics::Metrics;
+use crate::websocket::io::Written;
+
+/// Sockets one write task serves: small enough that a big fan-out spreads over every worker
+/// thread and never holds one for long, large enough that spawning costs little per socket.
+const WRITE_CHUNK: usize = 128;
+
+/// What a delivery collected under the registry's lock, acted on after it.
+struct Delivery {
+    now: Instant,
+    /// Connections whose queue overflowed.
+    cut: Vec<Arc<Connection>>,
+    /// Quiet connections whose new frame nobody has been woken to write.
+    write: Vec<Arc<Connection>>,
+}
+
+/// Writes the frames just queued to quiet sockets, from tasks spawned for chunks of them (the
+/// caller may hold a stream's lock, and a fan-out's writes should use every core). Without a
+/// runtime (unit tests) the connection tasks are woken instead.
+fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>) {
+    if write.is_empty() {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        for c in write {
+            c.outbox().wake();
+        }
+        return;
+    };
+    let mut rest = write;
+    while !rest.is_empty() {
+        let chunk: Vec<Arc<Connection>> = if rest.len() > WRITE_CHUNK {
+            let tail = rest.split_off(WRITE_CHUNK);
+            std::mem::replace(&mut rest, tail)
+        } else {
+            std::mem::take(&mut rest)
+        };
+        let metrics = metrics.clone();
+        rt.spawn(async move {
+            let mut written = Written::default();
+            for c in &chunk {
+                c.outbox().write_now(now, &mut written);
+            }
+            metrics.messages_out.add(written.frames);
+            metrics.bytes_out.add(written.bytes);
+        });
+    }
+}
 
 /// Why a connection or identity change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -341,27 +389,29 @@ impl Registry {
     }
 
     /// Queues `frame` to each of `to`; connections whose queue overflowed (now closing with
-    /// 4008) are collected in `cut`.
+    /// 4008) are collected in `out.cut`, quiet ones whose frame is to be written at once in
+    /// `out.write`.
     fn deliver<'a>(
         &self,
         frame: &Outbound,
         stream: bool,
         to: impl Iterator<Item = &'a Arc<Connection>>,
-        cut: &mut Vec<Arc<Connection>>,
+        out: &mut Delivery,
     ) -> usize {
         let mut n = 0;
         for c in to {
-            let outcome = if stream {
-                c.outbox().push_stream(frame.clone())
-            } else {
-                c.outbox().push(frame.clone())
-            };
+            let (outcome, write_now) = c.outbox().push_delivery(frame.clone(), stream, out.now);
             match outcome {
-                PushOutcome::Queued => n += 1,
+                PushOutcome::Queued => {
+                    n += 1;
+                    if write_now {
+                        out.write.push(c.clone());
+                    }
+                }
                 PushOutcome::Closed => self.metrics.queue_drops.inc(),
                 PushOutcome::Overflow => {
                     self.metrics.queue_drops.inc();
-                    cut.push(c.clone());
+                    out.cut.push(c.clone());
                 }
             }
         }
@@ -370,14 +420,20 @@ impl Registry {
 
     /// Runs a delivery under the read lock, then takes the connections it cut off out of
     /// every index at once: they receive nothing more, so nothing may count them, even while
-    /// their socket task is still stuck writing to them.
-    fn delivering(&self, f: impl FnOnce(&Indexes, &mut Vec<Arc<Connection>>) -> usize) -> usize {
-        let mut cut = Vec::new();
+    /// their socket task is still stuck writing to them. The frames for quiet sockets are
+    /// written by tasks of their own, in chunks, off every lock and off the caller's path.
+    fn delivering(&self, f: impl FnOnce(&Indexes, &mut Delivery) -> usize) -> usize {
+        let mut out = Delivery {
+            now: Instant::now(),
+            cut: Vec::new(),
+            write: Vec::new(),
+        };
         let n = {
             let idx = self.idx.read();
-            f(&idx, &mut cut)
+            f(&idx, &mut out)
         };
-        for c in cut {
+        write_soon(out.write, out.now, &self.metrics);
+        for c in out.cut {
             self.unregister(&c);
             if let Some(tx) = self.cut_listener.get() {
                 // Full: the socket task's own leave removes it from presence a little later.
@@ -394,25 +450,25 @@ impl Registry {
 
     /// Queues a ready frame to every local connection.
     pub fn deliver_all(&self, frame: &Outbound) -> usize {
-        self.delivering(|idx, cut| self.deliver(frame, true, idx.clients.values(), cut))
+        self.delivering(|idx, out| self.deliver(frame, true, idx.clients.values(), out))
     }
 
     /// Queues a ready frame to one local connection.
     pub fn deliver_client(&self, id: &ClientId, frame: &Outbound) -> usize {
-        self.delivering(|idx, cut| self.deliver(frame, false, idx.clients.get(id).into_iter(), cut))
+        self.delivering(|idx, out| self.deliver(frame, false, idx.clients.get(id).into_iter(), out))
     }
 
     /// Queues a ready frame to a user's local connections.
     pub fn deliver_user(&self, user: UserId, frame: &Outbound) -> usize {
-        self.delivering(|idx, cut| match idx.users.get(&user) {
-            Some(list) => self.deliver(frame, true, list.iter(), cut),
+        self.delivering(|idx, out| match idx.users.get(&user) {
+            Some(list) => self.deliver(frame, true, list.iter(), out),
             None => 0,
         })
     }
 
     /// Queues a ready frame to a tag's local members, optionally skipping one connection.
     pub fn deliver_tag(&self, tag: &Tag, frame: &Outbound, except: Option<&ClientId>) -> usize {
-        self.delivering(|idx, cut| match idx.tags.get(tag) {
+        self.delivering(|idx, out| match idx.tags.get(tag) {
             Some(members) => self.deliver(
                 frame,
                 true,
@@ -420,7 +476,7 @@ impl Registry {
                     .iter()
                     .filter(|(id, _)| Some(*id) != except)
                     .map(|(_, c)| c),
-                cut,
+                out,
             ),
             None => 0,
         })
@@ -439,20 +495,20 @@ impl Registry {
         let wants = |c: &&Arc<Connection>| {
             Some(c.id()) != except && c.stream_mark(stream).is_none_or(|m| m < offset)
         };
-        self.delivering(|idx, cut| match target {
-            Audience::All => self.deliver(frame, true, idx.clients.values().filter(wants), cut),
+        self.delivering(|idx, out| match target {
+            Audience::All => self.deliver(frame, true, idx.clients.values().filter(wants), out),
             Audience::Client(id) => self.deliver(
                 frame,
                 true,
                 idx.clients.get(id).into_iter().filter(wants),
-                cut,
+                out,
             ),
             Audience::User(u) => match idx.users.get(u) {
-                Some(list) => self.deliver(frame, true, list.iter().filter(wants), cut),
+                Some(list) => self.deliver(frame, true, list.iter().filter(wants), out),
                 None => 0,
             },
             Audience::Tag(t) => match idx.tags.get(t) {
-                Some(m) => self.deliver(frame, true, m.values().filter(wants), cut),
+                Some(m) => self.deliver(frame, true, m.values().filter(wants), out),
                 None => 0,
             },
         })
