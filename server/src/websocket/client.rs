@@ -147,7 +147,7 @@ impl Connection {
     pub fn session(&self) -> &Session {
         &self.session
     }
-    /// The send queue (the socket task drains it).
+    /// The send queue (written by the socket task, or by the sender when the socket is quiet).
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
     }
