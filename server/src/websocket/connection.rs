@@ -1,7 +1,6 @@
 //! One connection's task: reads frames and dispatches them in order, writes what piles up in
 //! the send queue, pings, and enforces idle, expiry and size limits. One task per socket;
-//! handlers run inline
-//! so a slow handler delays only its own connection.
+//! handlers run inline so a slow handler delays only its own connection.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
