@@ -133,6 +133,7 @@ impl<S> SocketIo<S> {
         self.ahead.is_some()
     }
 }
+
 impl<S: AsyncRead + Unpin> AsyncRead for SocketIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -295,12 +296,12 @@ pub fn write_queue(
         // A short write means the socket's buffer is full: wait for it to drain.
         let full = written < total;
         // Retire every frame the write completed; keep the position inside a cut-off one.
-        while written > 0 {
+        for (_, head_len) in heads.iter().take(count) {
             let Some(front) = queue.front() else { break };
-            let (binary, data) = payload(front);
-            let mut head = [0u8; 10];
-            let size = frame_header(binary, data.len(), &mut head) + data.len();
-            let rest = size - *front_sent;
+            if written == 0 {
+                break;
+            }
+            let rest = head_len + front.len() - *front_sent;
             if written < rest {
                 *front_sent += written;
                 break;

@@ -43,14 +43,12 @@ fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>)
         }
         return;
     };
-    let mut rest = write;
-    while !rest.is_empty() {
-        let chunk: Vec<Arc<Connection>> = if rest.len() > WRITE_CHUNK {
-            let tail = rest.split_off(WRITE_CHUNK);
-            std::mem::replace(&mut rest, tail)
-        } else {
-            std::mem::take(&mut rest)
-        };
+    let mut rest = write.into_iter();
+    loop {
+        let chunk: Vec<Arc<Connection>> = rest.by_ref().take(WRITE_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
         let metrics = metrics.clone();
         rt.spawn(async move {
             let mut written = Written::default();
