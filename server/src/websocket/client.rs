@@ -13,11 +13,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
+use smallvec::SmallVec;
 use switchboard_sdk::protocol::{Envelope, FrameData, close, unix_now};
 use switchboard_sdk::{ClientHandle, ClientId, ClientInfo, Frame, Identity, Session, Tag, UserId};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::outbox::{CloseRequest, Outbound, Outbox, PushOutcome};
+
+/// Stream marks: (stream name, offset) pairs.
+type Marks = SmallVec<[(Arc<str>, u64); 2]>;
 
 /// A live connection. Shared (`Arc`) between the registry, handlers and the socket task.
 pub struct Connection {
@@ -28,7 +32,9 @@ pub struct Connection {
     tags: Mutex<BTreeSet<Tag>>,
     outbox: Outbox,
     session: Session,
-    marks: Mutex<Vec<(Arc<str>, u64)>>,
+    /// Where each stream stood when this connection started receiving it live. Kept inline:
+    /// almost every connection has exactly two (`all` and its user's).
+    marks: Mutex<Marks>,
 }
 
 impl fmt::Debug for Connection {
@@ -56,7 +62,7 @@ impl Connection {
             tags: Mutex::new(BTreeSet::new()),
             outbox: Outbox::new(send_queue_bytes),
             session: Session::default(),
-            marks: Mutex::new(Vec::new()),
+            marks: Mutex::new(SmallVec::new()),
         }
     }
 
@@ -71,7 +77,7 @@ impl Connection {
         let mut m = self.marks.lock();
         match m.iter_mut().find(|(s, _)| &**s == stream) {
             Some(e) => e.1 = offset,
-            None => m.push((Arc::from(stream), offset)),
+            None => m.push((stream_name(stream), offset)),
         }
     }
 
@@ -222,6 +228,18 @@ impl ClientHandle for Connection {
     }
     fn disconnect(&self, code: u16, reason: &str) -> bool {
         Connection::disconnect(self, code, reason)
+    }
+}
+
+/// A stream's name for a mark: every connection marks `all`, so that one is shared rather than
+/// allocated per connection.
+fn stream_name(stream: &str) -> Arc<str> {
+    static ALL: std::sync::LazyLock<Arc<str>> =
+        std::sync::LazyLock::new(|| Arc::from(super::hub::ALL_STREAM));
+    if stream == super::hub::ALL_STREAM {
+        ALL.clone()
+    } else {
+        Arc::from(stream)
     }
 }
 

@@ -34,6 +34,22 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const MAX_BATCH: usize = 64;
 /// Longest stream pushes are held for a client that announced `?recover=1` but never recovers.
 const HOLD_LIMIT: Duration = Duration::from_secs(5);
+/// Pings are due on multiples of this since the process started, not at each connection's own
+/// instant: the connections that came up within one slot ping together, so the runtime wakes
+/// once for a group (one timer-wheel turn, one burst of writes, the pongs read in one
+/// readiness batch) instead of once or more per socket. A ping is at most this much late.
+const PING_GRID: Duration = Duration::from_millis(100);
+
+/// The first grid point at or after `at + interval`.
+fn ping_due(at: Instant, interval: Duration) -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let due = at + interval;
+    let since = due.saturating_duration_since(origin).as_nanos();
+    let grid = PING_GRID.as_nanos();
+    let slots = since.div_ceil(grid);
+    origin + Duration::from_nanos(u64::try_from(slots * grid).unwrap_or(u64::MAX))
+}
 
 /// What ended the connection.
 enum Ending {
@@ -51,37 +67,51 @@ enum Ending {
 }
 
 /// Runs a registered connection until it ends, then unregisters it.
-pub async fn run<S>(state: Arc<WsState>, client: Arc<Connection>, mut ws: WebSocketStream<S>)
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an async fn
+/// keeps a second copy of its by-value arguments in its state, and the stream is a few
+/// hundred bytes that every connection's task would carry twice.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn run<S>(
+    state: Arc<WsState>,
+    client: Arc<Connection>,
+    mut ws: WebSocketStream<S>,
+) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    state.metrics.connects.inc();
-    let ip = client.info().ip.clone();
+    async move {
+        state.metrics.connects.inc();
+        let ip = client.info().ip.clone();
 
-    let ending = serve(&state, &client, &mut ws, &ip).await;
-    // Leave every index before the close handshake, so sends stop counting this socket.
-    state.node.detach(&client).await;
-    let code = match ending {
-        Ending::Close(code, reason) => {
-            Box::pin(send_close(&mut ws, code, reason, state.cfg.write_timeout)).await;
-            code
-        }
-        Ending::Gone => 1006,
-        Ending::PeerClosed(code) => code,
-        Ending::Stuck => {
-            // Best effort: the peer may drain its buffers and still learn why.
-            let frame = CloseFrame {
-                code: CloseCode::from(close::SLOW_CLIENT),
-                reason: Utf8Bytes::from_static("write timeout"),
-            };
-            let _ = timeout(Duration::from_millis(500), ws.close(Some(frame))).await;
-            close::SLOW_CLIENT
-        }
-        Ending::Torn => close::SLOW_CLIENT,
-    };
-    state.metrics.closed(code);
-    // The outbox's handle on the socket goes with the task, so the socket closes now.
-    drop(client.outbox().detach());
+        let ending = serve(&state, &client, &mut ws, &ip).await;
+        // Leave every index before the close handshake, so sends stop counting this socket.
+        // Boxed, like every await that happens once or rarely: the task of an idle connection
+        // is as large as its largest await, inlined.
+        Box::pin(state.node.detach(&client)).await;
+        let code = match ending {
+            Ending::Close(code, reason) => {
+                Box::pin(send_close(&mut ws, code, reason, state.cfg.write_timeout)).await;
+                code
+            }
+            Ending::Gone => 1006,
+            Ending::PeerClosed(code) => code,
+            Ending::Stuck => {
+                // Best effort: the peer may drain its buffers and still learn why.
+                let frame = CloseFrame {
+                    code: CloseCode::from(close::SLOW_CLIENT),
+                    reason: Utf8Bytes::from_static("write timeout"),
+                };
+                let close = timeout(Duration::from_millis(500), ws.close(Some(frame)));
+                let _ = Box::pin(close).await;
+                close::SLOW_CLIENT
+            }
+            Ending::Torn => close::SLOW_CLIENT,
+        };
+        state.metrics.closed(code);
+        // The outbox's handle on the socket goes with the task, so the socket closes now.
+        drop(client.outbox().detach());
+    }
 }
 
 /// The `connected` greeting: who the connection is, liveness settings, and where its streams
@@ -141,7 +171,7 @@ where
 {
     let cfg = &state.cfg;
     let mut bucket = TokenBucket::new(cfg.rate_limit.per_second, cfg.rate_limit.burst);
-    let mut next_ping = Instant::now() + cfg.ping_interval;
+    let mut next_ping = ping_due(Instant::now(), cfg.ping_interval);
     let mut idle_deadline = Instant::now() + cfg.idle_timeout;
     let mut last_seen = Instant::now();
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
@@ -183,7 +213,7 @@ where
                 }
             }
             msg = ws.next() => {
-                let mut next = msg;
+                let mut next = read_result(msg);
                 // Handle every frame that has already arrived before writing the replies, so a
                 // pipelining client gets one write for a batch instead of one per request. They
                 // arrived together: one clock reading serves the whole batch.
@@ -193,14 +223,8 @@ where
                 client.touch();
                 loop {
                     let msg = match next {
-                        None => return Ending::Gone,
-                        Some(Ok(m)) => m,
-                        Some(Err(e)) => {
-                            return match error_close(&e) {
-                                Some((code, reason)) => Ending::Close(code, reason.into()),
-                                None => Ending::Gone,
-                            };
-                        }
+                        Ok(m) => m,
+                        Err(ending) => return ending,
                     };
                     match msg {
                         // An empty frame is a heartbeat: no reply.
@@ -220,7 +244,7 @@ where
                         }
                         Message::Ping(_) => {
                             // tungstenite queued the pong; push it out now.
-                            if timeout(cfg.write_timeout, ws.flush()).await.is_err() {
+                            if Box::pin(timeout(cfg.write_timeout, ws.flush())).await.is_err() {
                                 return Ending::Stuck;
                             }
                         }
@@ -228,7 +252,7 @@ where
                         Message::Close(frame) => {
                             // tungstenite queued the reply to the peer's close; it is only
                             // written on the next read or flush, so flush before dropping.
-                            let _ = timeout(cfg.write_timeout, ws.flush()).await;
+                            let _ = Box::pin(timeout(cfg.write_timeout, ws.flush())).await;
                             return Ending::PeerClosed(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
                         }
                     }
@@ -243,7 +267,7 @@ where
                     })
                     .await;
                     match ready {
-                        std::task::Poll::Ready(m) => next = m,
+                        std::task::Poll::Ready(m) => next = read_result(m),
                         std::task::Poll::Pending => break,
                     }
                 }
@@ -274,8 +298,9 @@ where
                     client.outbox().release();
                 }
                 if now >= next_ping {
-                    next_ping = now + cfg.ping_interval;
-                    let sent = timeout(cfg.write_timeout, ws.send(Message::Ping(Bytes::new()))).await;
+                    next_ping = ping_due(now, cfg.ping_interval);
+                    let ping = ws.send(Message::Ping(Bytes::new()));
+                    let sent = Box::pin(timeout(cfg.write_timeout, ping)).await;
                     match sent {
                         Err(_) => return Ending::Stuck,
                         Ok(Err(_)) => return Ending::Gone,
@@ -284,6 +309,20 @@ where
                 }
             }
         }
+    }
+}
+
+/// A read's outcome as the message or how the connection ends. tungstenite's error type is
+/// larger than a message (it can hold an HTTP response): turned into an [`Ending`] at once,
+/// it is never part of the connection task's state.
+fn read_result(read: Option<Result<Message, WsError>>) -> Result<Message, Ending> {
+    match read {
+        None => Err(Ending::Gone),
+        Some(Ok(m)) => Ok(m),
+        Some(Err(e)) => Err(match error_close(&e) {
+            Some((code, reason)) => Ending::Close(code, reason.into()),
+            None => Ending::Gone,
+        }),
     }
 }
 
@@ -461,6 +500,29 @@ async fn handle_request(
             tracing::error!(event = %req.event, client = %client.id(), "event handler panicked");
             let e = EventError::new(code::INTERNAL, "internal error: the handler failed");
             reply::<Value>(client, &req.event, seqno, binary, Err(&e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_fall_on_the_grid_no_earlier_than_the_interval() {
+        let interval = Duration::from_secs(25);
+        let start = Instant::now();
+        let first = ping_due(start, interval);
+        for ms in [0u64, 1, 37, 99, 100, 101, 2_500] {
+            let at = start + Duration::from_millis(ms);
+            let due = ping_due(at, interval);
+            assert!(due >= at + interval, "due before the interval at +{ms} ms");
+            assert!(
+                due < at + interval + PING_GRID,
+                "more than one slot late at +{ms} ms"
+            );
+            let apart = due.duration_since(first).as_nanos() % PING_GRID.as_nanos();
+            assert_eq!(apart, 0, "off the grid at +{ms} ms");
         }
     }
 }

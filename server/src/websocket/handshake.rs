@@ -21,6 +21,11 @@ use crate::node::NodeError;
 /// The subprotocol the server selects when offered.
 pub const SUBPROTOCOL: &str = "switchboard.v1";
 
+/// Bytes tungstenite reads at a time, and the read buffer every connection holds from the
+/// start. A heartbeat or a small request fits; anything longer switches on the read-ahead
+/// in `io::SocketIo`, which serves tungstenite's small reads from memory while a peer streams.
+pub const READ_BUFFER: usize = 256;
+
 /// tungstenite settings: small buffers so idle sockets stay cheap, bounded writes, the
 /// configured message limit. tungstenite's write buffer only carries control frames (ping,
 /// pong, close): data frames are written by the outbox (`io::write_queue`); large reads are served by the
@@ -28,7 +33,7 @@ pub const SUBPROTOCOL: &str = "switchboard.v1";
 pub fn ws_config(state: &WsState) -> WebSocketConfig {
     let max = state.cfg.max_message_size;
     WebSocketConfig::default()
-        .read_buffer_size(2048)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(4096)
         .max_write_buffer_size(state.cfg.send_queue_bytes + max + 64 * 1024)
         .max_message_size(Some(max))
@@ -197,42 +202,25 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         }
         None
     };
-    let config = ws_config(&state);
+    // Boxed, and built before the task: an async block keeps everything it captures for as
+    // long as it runs, so the task of a connection that lives for hours holds only this
+    // pointer, not the upgrade handle and settings it needed in its first millisecond.
+    let gate = (!echo).then(|| client.clone());
+    let opening = Box::pin(open_stream(on_upgrade, ws_config(&state), gate));
     let task_state = state.clone();
     state.tasks.spawn(async move {
-        // Whatever was read past the request head belongs to the WebSocket.
-        let upgraded = match on_upgrade.await {
-            Ok(u) => crate::http::upgraded_socket(u),
-            Err(_) => None,
-        };
-        let Some((io, early)) = upgraded else {
+        let Some(ws) = opening.await else {
             if !echo {
-                task_state.node.detach(&client).await;
+                Box::pin(task_state.node.detach(&client)).await;
             }
             return;
         };
-        let sock = Arc::new(io);
         if echo {
-            let ws = WebSocketStream::from_partially_read(
-                SocketIo::new(Shared(sock)),
-                early,
-                WsRole::Server,
-                Some(config),
-            )
-            .await;
             drop(echo_reservation);
-            connection_echo(task_state, ws).await;
+            // Boxed: the echo path's state would otherwise size every connection's task.
+            Box::pin(connection_echo(task_state, ws)).await;
             return;
         }
-        // From here on pushes may be written by the tasks that queue them (see `outbox`).
-        client.outbox().attach(sock.clone());
-        let ws = WebSocketStream::from_partially_read(
-            SocketIo::gated(Shared(sock), client.clone()),
-            early,
-            WsRole::Server,
-            Some(config),
-        )
-        .await;
         connection::run(task_state, client, ws).await;
     });
     let mut resp = Response::builder()
@@ -251,6 +239,29 @@ pub async fn upgrade(state: Arc<WsState>, req: Request, echo: bool) -> Response 
         );
     }
     resp
+}
+
+/// Waits for hyper to hand the socket over and builds the WebSocket on it. With `gate`, the
+/// connection's outbox gets the socket first and tungstenite's own writes go through it (see
+/// `outbox`); without, tungstenite writes alone (the echo endpoint).
+async fn open_stream(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    config: WebSocketConfig,
+    gate: Option<Arc<Connection>>,
+) -> Option<WebSocketStream<SocketIo<Shared>>> {
+    // Whatever was read past the request head belongs to the WebSocket.
+    let (io, early) = crate::http::upgraded_socket(on_upgrade.await.ok()?)?;
+    let sock = Arc::new(io);
+    let io = match gate {
+        Some(client) => {
+            // From here on pushes may be written by the tasks that queue them.
+            client.outbox().attach(sock.clone());
+            SocketIo::gated(Shared(sock), client)
+        }
+        None => SocketIo::new(Shared(sock)),
+    };
+    let ws = WebSocketStream::from_partially_read(io, early, WsRole::Server, Some(config)).await;
+    Some(ws)
 }
 
 /// RFC 6455 4.1: the key is a random 16-byte value, base64-encoded (24 characters).

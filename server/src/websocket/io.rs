@@ -1,9 +1,9 @@
 //! The socket under tungstenite: read-ahead that costs nothing while a connection is idle, and
 //! data frames written straight from the shared payloads.
 //!
-//! Reads: tungstenite asks for at most `read_buffer_size` (2 KiB, kept small because every idle
-//! connection holds that buffer) per `read`, so a pipelining client sending 4 KiB messages cost
-//! two `recvfrom` calls per message. [`SocketIo`] reads directly into tungstenite's buffer until
+//! Reads: tungstenite asks for at most `read_buffer_size` (256 bytes, kept small because every
+//! idle connection holds that buffer) per `read`, so a pipelining client sending 4 KiB messages
+//! would cost sixteen `recvfrom` calls per message. [`SocketIo`] reads directly into tungstenite's buffer until
 //! a read fills it (more is probably waiting); then it reads ahead up to [`READ_AHEAD`] bytes at
 //! a time into a buffer of its own, and frees that buffer as soon as it is drained and the
 //! socket has nothing more. Idle connections never allocate it.
@@ -27,7 +27,7 @@ use std::task::{Context, Poll, ready};
 
 use crate::websocket::client::Connection;
 use crate::websocket::outbox::Outbound;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Bytes read ahead at a time while a connection streams.
@@ -49,14 +49,29 @@ impl AsyncRead for Shared {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
+            let room = buf.initialize_unfilled();
+            let wanted = room.len();
+            // A read that returns less than asked for emptied the socket: readiness is cleared
+            // inside the same `try_io` (which ignores the clearing if new data was signalled
+            // since), so the next read waits for data instead of spending a `recv` to learn
+            // there is none. tokio's own `TcpStream` reads do the same.
+            let mut short = None;
+            let read = self.0.try_io(Interest::READABLE, || {
+                let n = recv(&self.0, room)?;
+                if n > 0 && n < wanted {
+                    short = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match (read, short) {
+                (_, Some(n)) | (Ok(n), None) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 // Readiness was stale and is now cleared: the next poll registers the waker.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(e), None) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -83,6 +98,22 @@ impl AsyncWrite for Shared {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(shutdown_write(&self.0))
+    }
+}
+
+/// One `recv(2)` into `buf`, without touching tokio's readiness (the caller's `try_io` does).
+fn recv(sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: the descriptor belongs to `sock`, alive for the call; `buf` is valid for
+        // writes of its length.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
