@@ -14,10 +14,18 @@
 # HTTP API (`loadgen cluster --help`). Targets: cluster server CPU per delivery (summed over the
 # nodes) ≤ 1.5 × single node's; API p99 ≤ 20 ms at 100 sends/s.
 #
+# Then the same two phases with sockudo (peers/sockudo/config.json): one process with its local
+# adapter, then three with its Redis adapter on a fresh private redis-server started the same way,
+# each on its own port; `toAll` triggers the channel every connection is on, `toUser` the user's
+# own channel (README.md, "Cluster"). Only when installed (bench/run.sh builds it in full runs);
+# a quick run leaves it out unless --sockudo is given. Otherwise the results say why it did not run.
+#
 # Options: --quick  --out DIR  --no-report (leave RESULTS.md to the caller: run.sh)
+#          --sockudo (also in a quick run)  --no-sockudo (Switchboard alone)
 # Environment: SWITCHBOARD_BIN=path  use this server binary (else cargo build, debug for --quick)
 #              SWITCHBOARD_BIN_PROFILE=release  how that binary was built, for the report
 #              BENCH_TARGET_DIR=dir  cargo target dir for the load generator (default bench/target)
+#              SOCKUDO_BIN=path      sockudo binary (default $BENCH_TARGET_DIR/sockudo/bin/sockudo)
 #              BENCH_NOTE=text       a line added to the report (e.g. what else ran on the machine)
 #              REDIS_SERVER=path     redis-server binary (default: the one on PATH)
 set -euo pipefail
@@ -31,9 +39,12 @@ QUICK=0
 REPORT=1
 OUT=""
 EXTRA=()
+SOCKUDO="" # yes / no / "" = unless --quick
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --sockudo) SOCKUDO=yes ;;
+    --no-sockudo) SOCKUDO=no ;;
     --out) OUT=$2; shift ;;
     --no-report) REPORT=0 ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -64,6 +75,20 @@ log "building the load generator (release, $TARGET_DIR)"
 CARGO_TARGET_DIR="$TARGET_DIR" $NICE cargo build --release --locked \
   --manifest-path "$BENCH_DIR/Cargo.toml" -p bench-loadgen >&2
 LOADGEN="$TARGET_DIR/release/loadgen"
+SOCKUDO_BIN=${SOCKUDO_BIN:-$TARGET_DIR/sockudo/bin/sockudo}
+SOCKUDO_CONFIG="$BENCH_DIR/peers/sockudo/config.json"
+SOCKUDO_SKIP="" # why sockudo does not run, for the results; empty = it runs
+SOCKUDO_VERSION=""
+if [ "$SOCKUDO" = no ]; then
+  SOCKUDO_SKIP="left out (--no-sockudo)"
+elif [ $QUICK = 1 ] && [ "$SOCKUDO" != yes ]; then
+  SOCKUDO_SKIP="left out of quick runs (bench/run.sh installs sockudo in full runs; --sockudo runs an installed one here)"
+elif [ ! -x "$SOCKUDO_BIN" ]; then
+  SOCKUDO_SKIP="not installed (bench/run.sh installs it in a full run; or set SOCKUDO_BIN)"
+elif ! SOCKUDO_VERSION=$("$SOCKUDO_BIN" --version 2>/dev/null | head -1) || [ -z "$SOCKUDO_VERSION" ]; then
+  SOCKUDO_SKIP="the installed binary does not run (\`sockudo --version\` failed)"
+fi
+if [ -n "$SOCKUDO_SKIP" ]; then log "sockudo: skipped: $SOCKUDO_SKIP"; fi
 if [ -n "${SWITCHBOARD_BIN:-}" ]; then
   SB_BIN=$SWITCHBOARD_BIN
   SB_PROFILE=${SWITCHBOARD_BIN_PROFILE:-given by SWITCHBOARD_BIN}
@@ -88,6 +113,8 @@ stop_pid() {
 }
 stop_all() {
   local p
+  # All at once: sockudo waits out its shutdown grace period (10 s) even when idle, node by node.
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
   PIDS=()
   if [ -n "$REDIS_PID" ]; then stop_pid "$REDIS_PID"; REDIS_PID=""; fi
@@ -105,14 +132,26 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-wait_ready() { # addr pid log
+wait_ready() { # addr pid log [path]
   for _ in $(seq 1 600); do
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/readyz" 2>/dev/null)" = 200 ]; then return 0; fi
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1${4:-/readyz}" 2>/dev/null)" = 200 ]; then return 0; fi
     kill -0 "$2" 2>/dev/null || break
     sleep 0.1
   done
-  log "switchboard at $1 did not become ready; its log:"; tail -20 "$3" >&2
+  log "the server at $1 did not become ready; its log:"; tail -20 "$3" >&2
   return 1
+}
+
+# sockudo with the benchmark's app; HOST and PORT in the environment override the file, and
+# trailing NAME=value settings are added last (the cluster phase's adapter). `/up/bench` answers
+# 200 only once that app is loaded (sockudo keeps its defaults when it cannot parse the file).
+# sockudo refuses a Redis adapter beside idempotency (on by default) and a node-local cache. It
+# acts only on triggers that carry an idempotency key, and these carry none: it is turned off in
+# both phases, so the adapter is all that differs between them, rather than the cache moving
+# to Redis as well.
+start_sockudo() { # port log [NAME=value …]
+  env HOST=127.0.0.1 PORT="$1" IDEMPOTENCY_ENABLED=false "${@:3}" "$SOCKUDO_BIN" --config "$SOCKUDO_CONFIG" \
+    >"$2" 2>&1 &
 }
 
 start_redis() { # port
@@ -140,13 +179,13 @@ busy_pct() {
   echo $(( total > 0 ? busy * 100 / total : 0 ))
 }
 
-run_loadgen() { # name api_addr nodes pids redis_pid
+run_loadgen() { # name target api_addr nodes pids redis_pid
   local busy
   busy=$(busy_pct)
   echo "$busy" >"$WORK/$1.busy"
-  log "$1: loadgen $ARGS over $3 (background CPU ${busy}%)"
+  log "$1: loadgen $ARGS over $4 (background CPU ${busy}%)"
   # shellcheck disable=SC2086
-  if ! "$LOADGEN" --target switchboard --addr "$2" $ARGS --nodes "$3" --pids "$4" --redis-pid "$5" \
+  if ! "$LOADGEN" --target "$2" --addr "$3" $ARGS --nodes "$4" --pids "$5" --redis-pid "$6" \
       "${EXTRA[@]}" >"$WORK/$1.json" 2>"$WORK/$1.err"; then
     log "loadgen failed for $1:"; tail -5 "$WORK/$1.err" >&2
   fi
@@ -162,7 +201,7 @@ start_switchboard "$SB_BIN" "127.0.0.1:$PORT" "$WORK/single" "$PASSWORD" "$WORK/
   SWITCHBOARD_WEBSOCKET__MAX_CONNECTIONS_PER_USER=0
 PIDS=($!)
 if wait_ready "127.0.0.1:$PORT" "${PIDS[0]}" "$WORK/single.log"; then
-  run_loadgen single "127.0.0.1:$PORT" "127.0.0.1:$PORT" "${PIDS[0]}" 0
+  run_loadgen single switchboard "127.0.0.1:$PORT" "127.0.0.1:$PORT" "${PIDS[0]}" 0
 fi
 stop_all
 
@@ -185,10 +224,43 @@ if start_redis "$REDIS_PORT"; then
     wait_ready "$addr" "$!" "$WORK/node-$k.log" || { ok=0; break; }
   done
   if [ $ok = 1 ]; then
-    run_loadgen cluster "${ADDRS[0]}" "$(IFS=,; echo "${ADDRS[*]}")" "$(IFS=,; echo "${PIDS[*]}")" "$REDIS_PID"
+    run_loadgen cluster switchboard "${ADDRS[0]}" "$(IFS=,; echo "${ADDRS[*]}")" "$(IFS=,; echo "${PIDS[*]}")" "$REDIS_PID"
   fi
 fi
 stop_all
+
+# ---- sockudo: one process, then three on one Redis ------------------------------------------------
+if [ -z "$SOCKUDO_SKIP" ]; then
+  read -r PORT <<<"$(free_ports 1)"
+  start_sockudo "$PORT" "$WORK/sockudo-single.log"
+  PIDS=($!)
+  if wait_ready "127.0.0.1:$PORT" "${PIDS[0]}" "$WORK/sockudo-single.log" /up/bench; then
+    run_loadgen sockudo-single sockudo "127.0.0.1:$PORT" "127.0.0.1:$PORT" "${PIDS[0]}" 0
+  fi
+  stop_all
+
+  read -r -a PORTS <<<"$(free_ports $((NODES + 1)))"
+  REDIS_PORT=${PORTS[$NODES]}
+  if start_redis "$REDIS_PORT"; then
+    ADDRS=()
+    ok=1
+    for k in $(seq 0 $((NODES - 1))); do
+      addr="127.0.0.1:${PORTS[$k]}"
+      # Without Redis sockudo would fall back to its local adapter and still answer /up: the
+      # fallback is turned off so that a node that is not on Redis fails instead of measuring
+      # a single node three times.
+      start_sockudo "${PORTS[$k]}" "$WORK/sockudo-node-$k.log" \
+        ADAPTER_DRIVER=redis ADAPTER_FALLBACK_TO_LOCAL=false REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+      PIDS+=($!)
+      ADDRS+=("$addr")
+      wait_ready "$addr" "$!" "$WORK/sockudo-node-$k.log" /up/bench || { ok=0; break; }
+    done
+    if [ $ok = 1 ]; then
+      run_loadgen sockudo-cluster sockudo "${ADDRS[0]}" "$(IFS=,; echo "${ADDRS[*]}")" "$(IFS=,; echo "${PIDS[*]}")" "$REDIS_PID"
+    fi
+  fi
+  stop_all
+fi
 ELAPSED=$(( $(date +%s) - STARTED ))
 
 # ---- results --------------------------------------------------------------------------------------
@@ -197,13 +269,13 @@ export C_COMMAND="$COMMAND" C_ARGS="$ARGS ${EXTRA[*]}" C_QUICK=$QUICK C_ELAPSED=
   C_CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || true)" \
   C_KERNEL="$(uname -r)" C_REDIS="$("$REDIS_SERVER" --version | head -1)" \
   C_SWITCHBOARD="$("$SB_BIN" --version 2>/dev/null | head -1 || true) ($SB_PROFILE)" \
-  C_GIT="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no commit')"
+  C_GIT="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no commit')" \
+  C_SOCKUDO_SKIP="$SOCKUDO_SKIP" C_SOCKUDO_VERSION="$SOCKUDO_VERSION"
 python3 - "$WORK" "$OUT/results/cluster.json" <<'PY'
 import json, os, sys
 work, dest = sys.argv[1:]
 e = os.environ
-runs = {}
-for name in ("single", "cluster"):
+def run(name):
     try:
         doc = json.load(open(os.path.join(work, f"{name}.json")))
     except (OSError, ValueError) as err:
@@ -212,7 +284,13 @@ for name in ("single", "cluster"):
         doc["background_busy_pct"] = int(open(os.path.join(work, f"{name}.busy")).read())
     except (OSError, ValueError):
         doc["background_busy_pct"] = None
-    runs[name] = doc
+    return doc
+runs = {name: run(name) for name in ("single", "cluster")}
+# sockudo's two runs in the same shape, beside Switchboard's; only why it did not run otherwise.
+if e["C_SOCKUDO_SKIP"]:
+    sockudo = {"skipped": e["C_SOCKUDO_SKIP"]}
+else:
+    sockudo = {"version": e["C_SOCKUDO_VERSION"], "single": run("sockudo-single"), "cluster": run("sockudo-cluster")}
 json.dump({
     "command": e["C_COMMAND"].strip(),
     "args": e["C_ARGS"].strip(),
@@ -226,6 +304,7 @@ json.dump({
     "git": e["C_GIT"],
     "single": runs["single"],
     "cluster": runs["cluster"],
+    "sockudo": sockudo,
 }, open(dest, "w"), indent=1)
 PY
 python3 "$BENCH_DIR/report.py" --cluster-summary "$OUT/results/cluster.json" >&2 || true

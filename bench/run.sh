@@ -12,9 +12,10 @@
 #          the pinned version into $BENCH_TARGET_DIR/sockudo once, a long release build on two
 #          cores, so --quick leaves it out and says so. It has no request/reply and no addressing
 #          by user, so echo-small, echo-4k and api are recorded as not applicable for it.
-#          The `cluster` scenario is Switchboard's alone: bench/cluster.sh (one node, then three
-#          nodes on a private Redis) runs once after the systems, with --quick in a quick run.
-#          So is `durable`: bench/durable.sh (fan-out with history.durable off, then on).
+#          The `cluster` scenario runs once after the systems: bench/cluster.sh (one node, then
+#          three nodes on a private Redis; Switchboard, then sockudo with its Redis adapter when
+#          sockudo is among the systems), with --quick in a quick run. `durable` is Switchboard's
+#          alone: bench/durable.sh (fan-out with history.durable off, then on).
 # Environment: SWITCHBOARD_BIN=path  use this server binary instead of building one
 #              SWITCHBOARD_BIN_PROFILE=release  how that binary was built, for the report
 #              BENCH_TARGET_DIR=dir  cargo target dir for the bench workspace (default bench/target)
@@ -309,9 +310,10 @@ done
 if [ $CLUSTER = 1 ] && [[ " $SYSTEMS " == *" switchboard "* ]]; then
   CLUSTER_FLAGS=(--out "$OUT" --no-report)
   [ $QUICK = 1 ] && CLUSTER_FLAGS+=(--quick)
+  [[ " $SYSTEMS " == *" sockudo "* ]] || CLUSTER_FLAGS+=(--no-sockudo)
   # Already built above: hand over the same binary and its profile.
   if ! SWITCHBOARD_BIN="$SB_BIN" SWITCHBOARD_BIN_PROFILE="$SB_PROFILE" BENCH_TARGET_DIR="$TARGET_DIR" \
-      "$BENCH_DIR/cluster.sh" "${CLUSTER_FLAGS[@]}"; then
+      SOCKUDO_BIN="$SOCKUDO_BIN" "$BENCH_DIR/cluster.sh" "${CLUSTER_FLAGS[@]}"; then
     log "the cluster benchmark failed"
   fi
 fi

@@ -62,7 +62,8 @@ enum Scenario {
     /// POST …/send/toUser under load: requests/s, end-to-end latency.
     Api(scenario::api::ApiArgs),
     /// toAll and toUser through one node while connections are spread over several nodes:
-    /// CPU per delivery summed over the nodes, Redis CPU, API latency (Switchboard only).
+    /// CPU per delivery summed over the nodes, Redis CPU, API latency (Switchboard; sockudo with
+    /// a channel per user).
     Cluster(scenario::cluster::ClusterArgs),
     /// Long mixed load with churn, kicks and slow clients, every answer checked (Switchboard only).
     Soak(scenario::soak::SoakArgs),
@@ -78,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     if !cli.target.has_request_reply()
         && matches!(
             cli.scenario,
-            Scenario::Echo(_) | Scenario::Api(_) | Scenario::Cluster(_) | Scenario::Soak(_)
+            Scenario::Echo(_) | Scenario::Api(_) | Scenario::Soak(_)
         )
     {
         anyhow::bail!(

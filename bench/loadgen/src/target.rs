@@ -63,7 +63,8 @@ impl Kind {
 
     /// Pusher has no request/reply and no addressing by user: a server-side event goes to a
     /// channel and every subscriber gets it. The echo and API scenarios have nothing to measure
-    /// there, nor the cluster and soak scenarios, which address users.
+    /// there, nor the soak scenario, which checks answers. The cluster scenario stands a channel
+    /// per user in for the user (`Audience::User`).
     pub fn has_request_reply(self) -> bool {
         self.wire() != Wire::Pusher
     }
@@ -86,6 +87,8 @@ enum Wire {
 pub enum Audience<'a> {
     All,
     Tag(&'a str),
+    /// Every connection of one user (Switchboard's `toUser`).
+    User(&'a User),
 }
 
 /// The Pusher channel every connection subscribes to on connect: "all" connections are its
@@ -97,11 +100,27 @@ fn pusher_channel(tag: &str) -> String {
     format!("tag-{tag}")
 }
 
+/// The Pusher channel that stands for a user: Pusher addresses channels, not users, so an app
+/// that pushes to a user has each of the user's devices subscribe a channel of its own.
+fn pusher_user_channel(user: &User) -> String {
+    format!("user-{}", user.key())
+}
+
 /// A user whose connections the API scenario addresses with `toUser`.
 #[derive(Clone, Debug)]
 pub struct User {
     pub id: Value,
     token: Option<String>,
+}
+
+impl User {
+    /// The id as URL and channel names carry it: a string id without its quotes.
+    fn key(&self) -> String {
+        self.id
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.id.to_string())
+    }
 }
 
 pub struct Target {
@@ -217,11 +236,7 @@ impl Target {
     }
 
     async fn connect_inner(&self, user: &User) -> anyhow::Result<Conn> {
-        let uid = user
-            .id
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| user.id.to_string());
+        let uid = user.key();
         let url = match self.wire {
             Wire::Switchboard => format!("ws://{}/socket", self.addr),
             Wire::Plain => format!("ws://{}/socket?user={uid}", self.addr),
@@ -337,6 +352,15 @@ impl Target {
         }
     }
 
+    /// What a connection of `user` sends so that sends to the user reach it, answered like a join
+    /// (`is_join_reply`); `None` where the server knows the user from the connection itself.
+    pub fn user_join_frame(&self, user: &User) -> Option<String> {
+        match self.wire {
+            Wire::Pusher => Some(pusher::subscribe_frame(&pusher_user_channel(user))),
+            _ => None,
+        }
+    }
+
     /// Whether `reply` answers a join: `Ok(false)` for an unrelated frame, an error for a refusal.
     pub fn is_join_reply(&self, reply: &str) -> anyhow::Result<bool> {
         match self.wire {
@@ -361,6 +385,13 @@ impl Target {
         }
     }
 
+    /// Whether a send's answer says how many connections it reached (Switchboard's `delivered`).
+    /// A Pusher trigger answers without one (sockudo: `{"ok":true}`): the load generator's own
+    /// count is all there is.
+    pub fn reports_deliveries(&self) -> bool {
+        self.wire != Wire::Pusher
+    }
+
     /// The HTTP request (path, body, bearer token) that broadcasts `data` to `to`. `data` must
     /// carry the send time as `"t"`; receivers read it back with `sent_at`.
     pub fn broadcast(&self, to: Audience<'_>, data: &Value) -> (String, String, Option<&str>) {
@@ -369,6 +400,7 @@ impl Target {
                 let channel = match to {
                     Audience::All => PUSHER_ALL.to_owned(),
                     Audience::Tag(tag) => pusher_channel(tag),
+                    Audience::User(user) => pusher_user_channel(user),
                 };
                 let body = pusher::trigger_body(&[&channel], "bench", data);
                 // Signed per request: the server rejects a signature more than 600 s old.
@@ -386,6 +418,10 @@ impl Target {
                     Audience::Tag(tag) => (
                         "/api/websocket/send/toTag",
                         json!({"tag": tag, "event": "bench", "data": data}),
+                    ),
+                    Audience::User(user) => (
+                        "/api/websocket/send/toUser",
+                        json!({"userId": user.id, "event": "bench", "data": data}),
                     ),
                 };
                 (path.to_owned(), body.to_string(), self.bearer())

@@ -1,14 +1,21 @@
-//! Cluster: connections spread round-robin over several Switchboard nodes (connection `i` on node
-//! `i mod n`), `toAll` and `toUser` sent through ONE node's HTTP API at fixed rates. Run once
+//! Cluster: connections spread round-robin over several nodes of one system (connection `i` on
+//! node `i mod n`), `toAll` and `toUser` sent through ONE node's HTTP API at fixed rates. Run once
 //! against a cluster (nodes on one Redis) and once against a single node holding the same
 //! connections, the two results give the cost of going through Redis: server CPU per delivery
-//! summed over the nodes, Redis's CPU beside it, and what the API call itself costs.
+//! summed over the nodes, Redis's CPU beside it, and what the API call itself costs. Each node's
+//! receipts are counted against what it should have received, so a message that did not cross
+//! from the API node to the others shows as lost on theirs.
 //!
 //! Users: connection `j` of every node belongs to user `j mod users`, so each user holds the same
 //! number of devices on every node (9,000 connections, 300 users: 30 devices, 10 per node). A
 //! `toUser` send therefore reaches every node — the routing worst case, one PUBLISH per node —
 //! and its cost is mostly per send (HTTP, script, publish), not per socket, which is what a
 //! cluster adds. `toAll` is the per-socket side: one PUBLISH, every socket of every node.
+//!
+//! Pusher (sockudo) addresses channels, not users: every connection is on the channel `all`
+//! (`toAll` triggers it) and also subscribes its user's channel `user-<id>` (`toUser` triggers
+//! that), the way Pusher apps reach one user's devices. A trigger's answer (`{"ok":true}`) has
+//! no `delivered` count to check, only the receipts.
 //!
 //! Sends are open loop (each at its slot, from several keep-alive HTTP clients); a send that
 //! starts more than one interval after its slot is counted as late, because the API latency of a
@@ -26,12 +33,12 @@ use serde_json::{Value, json};
 use super::{Ctx, Deliveries, await_deliveries, open_many, padding};
 use crate::http::HttpClient;
 use crate::stats::{CpuMeter, Recorder, ratio, secs, summary, unix_nanos};
-use crate::target::{Conn, find_u64};
+use crate::target::{Audience, Conn, Target, User};
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
     /// Every node to spread connections over, round-robin; default: --addr alone. Sends all go
-    /// through --addr, whose admin token is used on every node.
+    /// through --addr (for Switchboard with its admin token, valid on every node).
     #[arg(long, value_delimiter = ',')]
     pub nodes: Vec<SocketAddr>,
     /// The nodes' server pids (their CPU is summed); default: --pid.
@@ -85,11 +92,11 @@ impl Kind {
 struct Fleet {
     deliveries: Arc<Deliveries>,
     per_node: Arc<Vec<AtomicU64>>,
-    /// Connections open in all.
-    open: u64,
-    /// Devices open per user, indexed like `users`.
-    devices: Vec<u64>,
-    user_ids: Arc<Vec<Value>>,
+    /// Connections open on each node.
+    open: Vec<u64>,
+    /// Devices open per node and user: `devices[node][user]`, users indexed like `users`.
+    devices: Arc<Vec<Vec<u64>>>,
+    users: Arc<Vec<User>>,
     pids: Vec<u32>,
     redis_pid: u32,
 }
@@ -118,29 +125,33 @@ pub async fn run(ctx: &Ctx, args: &ClusterArgs, sources: usize) -> anyhow::Resul
     // assignment), so every user has devices on every node.
     let mut conns: Vec<(usize, Conn)> = Vec::with_capacity(args.connections);
     let mut connect = Vec::new();
-    let mut devices = vec![0u64; users.len()];
+    let mut devices = vec![vec![0u64; users.len()]; nodes.len()];
+    let mut open = vec![0u64; nodes.len()];
     for (k, &addr) in nodes.iter().enumerate() {
         let share =
             args.connections / nodes.len() + usize::from(k < args.connections % nodes.len());
         let target = Arc::new(api.at(addr, sources));
-        let opened = open_many(&target, &users, share, 256).await;
+        let mut opened = open_many(&target, &users, share, 256).await;
+        join_users(&target, &mut opened.conns, &users).await?;
         connect.push(json!({"node": addr.to_string(), "connect": opened.json()}));
         // open_many keeps the order of the connections that opened; with failures the mapping
         // to users is lost, and the shortfall shows as lost deliveries and connect failures.
         for j in 0..opened.conns.len() {
-            devices[j % users.len()] += 1;
+            devices[k][j % users.len()] += 1;
         }
+        open[k] = opened.conns.len() as u64;
         conns.extend(opened.conns.into_iter().map(|c| (k, c)));
     }
     let fleet = Fleet {
         deliveries: Arc::new(Deliveries::default()),
         per_node: Arc::new((0..nodes.len()).map(|_| AtomicU64::new(0)).collect()),
-        open: conns.len() as u64,
-        devices,
-        user_ids: Arc::new(users.iter().map(|u| u.id.clone()).collect()),
+        open,
+        devices: Arc::new(devices),
+        users: Arc::new(users),
         pids,
         redis_pid: args.redis_pid,
     };
+    let total_open: u64 = fleet.open.iter().sum();
     let receivers = spawn_receivers(conns, &fleet);
     let pad = padding(args.payload);
 
@@ -164,13 +175,40 @@ pub async fn run(ctx: &Ctx, args: &ClusterArgs, sources: usize) -> anyhow::Resul
         "api_node": api.addr.to_string(),
         "redis": args.redis_pid != 0,
         "connections": args.connections,
-        "open": fleet.open,
+        "open": total_open,
+        "open_per_node": fleet.open,
         "users": args.users,
-        "devices_per_user": ratio(fleet.open as f64, args.users.max(1) as f64),
+        "devices_per_user": ratio(total_open as f64, args.users.max(1) as f64),
+        "counts_reported": api.reports_deliveries(),
         "p99_limit_ms": args.p99_limit_ms,
         "connect": connect,
         "steps": steps,
     }))
+}
+
+/// Makes each connection reachable by sends to its user where the protocol needs a subscription
+/// for that (Pusher: the user's channel); connection `j` is user `j mod users`, as `open_many`
+/// assigned them. All the requests go out first, then every answer is awaited.
+async fn join_users(target: &Target, conns: &mut [Conn], users: &[User]) -> anyhow::Result<()> {
+    let mut joined = Vec::with_capacity(conns.len());
+    for (j, conn) in conns.iter_mut().enumerate() {
+        if let Some(frame) = target.user_join_frame(&users[j % users.len()]) {
+            conn.send(frame).await?;
+            joined.push(j);
+        }
+    }
+    for j in joined {
+        loop {
+            let reply = conns[j]
+                .recv()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("closed while joining its user's channel"))?;
+            if target.is_join_reply(&reply)? {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One task per connection: records each timestamped push, counted per node.
@@ -182,7 +220,7 @@ fn spawn_receivers(conns: Vec<(usize, Conn)>, fleet: &Fleet) -> Vec<tokio::task:
             let (d, per_node) = (fleet.deliveries.clone(), fleet.per_node.clone());
             tokio::spawn(async move {
                 while let Some(text) = conn.recv().await {
-                    match find_u64(&text, "\"t\":") {
+                    match conn.sent_at(&text) {
                         Some(sent) => {
                             d.latency
                                 .record_micros(i, unix_nanos().saturating_sub(sent) / 1000);
@@ -200,7 +238,6 @@ fn spawn_receivers(conns: Vec<(usize, Conn)>, fleet: &Fleet) -> Vec<tokio::task:
 }
 
 /// Counters the senders of one step share.
-#[derive(Default)]
 struct Sent {
     api_latency: Recorder,
     ok: AtomicU64,
@@ -209,6 +246,8 @@ struct Sent {
     reported: AtomicU64,
     /// Deliveries the sends that succeeded should make, from the fleet's shape.
     expected: AtomicU64,
+    /// The same, node by node.
+    expected_per_node: Vec<AtomicU64>,
     first_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -227,23 +266,31 @@ async fn run_step(
     for n in fleet.per_node.iter() {
         n.store(0, Ordering::Relaxed);
     }
-    let sent = Arc::new(Sent::default());
+    let sent = Arc::new(Sent {
+        api_latency: Recorder::default(),
+        ok: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        late: AtomicU64::new(0),
+        reported: AtomicU64::new(0),
+        expected: AtomicU64::new(0),
+        expected_per_node: fleet.open.iter().map(|_| AtomicU64::new(0)).collect(),
+        first_error: std::sync::Mutex::new(None),
+    });
     let mut pids = fleet.pids.clone();
     pids.push(fleet.redis_pid);
     let meter = CpuMeter::start(&pids);
     let start = tokio::time::Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let nsend = args.senders.max(1) as u64;
-    let devices = Arc::new(fleet.devices.clone());
     let senders: Vec<_> = (0..nsend)
         .map(|w| {
-            let (target, sent, user_ids, devices) = (
+            let (target, sent, users, devices) = (
                 ctx.target.clone(),
                 sent.clone(),
-                fleet.user_ids.clone(),
-                devices.clone(),
+                fleet.users.clone(),
+                fleet.devices.clone(),
             );
-            let (pad, open) = (pad.to_owned(), fleet.open);
+            let (pad, open) = (pad.to_owned(), fleet.open.clone());
             tokio::spawn(async move {
                 let mut http = HttpClient::new(target.addr);
                 let mut i = w;
@@ -254,30 +301,28 @@ async fn run_step(
                         sent.late.fetch_add(1, Ordering::Relaxed);
                     }
                     let data = json!({"t": unix_nanos(), "p": pad});
-                    let (path, body, expect) = match kind {
-                        Kind::ToAll => (
-                            "/api/websocket/send/toAll",
-                            json!({"event": "bench", "data": data}),
-                            open,
-                        ),
+                    // What this send should reach on each node.
+                    let (to, expect): (_, Vec<u64>) = match kind {
+                        Kind::ToAll => (Audience::All, open.clone()),
                         Kind::ToUser => {
-                            let u = i as usize % user_ids.len();
+                            let u = i as usize % users.len();
                             (
-                                "/api/websocket/send/toUser",
-                                json!({"userId": user_ids[u], "event": "bench", "data": data}),
-                                devices[u],
+                                Audience::User(&users[u]),
+                                devices.iter().map(|node| node[u]).collect(),
                             )
                         }
                     };
+                    let (path, body, bearer) = target.broadcast(to, &data);
                     let at = Instant::now();
-                    match http
-                        .post(path, target.bearer(), body.to_string().as_bytes())
-                        .await
-                    {
+                    match http.post(&path, bearer, body.as_bytes()).await {
                         Ok(r) if r.status == 200 => {
                             sent.api_latency.record(w as usize, at.elapsed());
                             sent.ok.fetch_add(1, Ordering::Relaxed);
-                            sent.expected.fetch_add(expect, Ordering::Relaxed);
+                            for (n, e) in sent.expected_per_node.iter().zip(&expect) {
+                                n.fetch_add(*e, Ordering::Relaxed);
+                            }
+                            sent.expected
+                                .fetch_add(expect.iter().sum(), Ordering::Relaxed);
                             let n = r.json()["delivered"].as_u64().unwrap_or(0);
                             sent.reported.fetch_add(n, Ordering::Relaxed);
                         }
@@ -315,6 +360,8 @@ async fn run_step(
     let server_cpu: Duration = nodes_cpu.iter().sum();
     let redis_cpu = redis_cpu[0];
     let per = |cpu: Duration| ratio(cpu.as_secs_f64() * 1e6, received as f64);
+    // Without a count in the answer there is nothing to compare: null, not a false "inexact".
+    let reports = ctx.target.reports_deliveries();
     let reported = sent.reported.load(Ordering::Relaxed);
     json!({
         "kind": kind.name(),
@@ -325,9 +372,10 @@ async fn run_step(
         "first_error": sent.first_error.lock().unwrap().clone(),
         "late_sends": sent.late.load(Ordering::Relaxed),
         "expected_deliveries": expected,
-        "delivered_reported": reported,
-        "counts_exact": reported == expected,
+        "delivered_reported": reports.then_some(reported),
+        "counts_exact": reports.then_some(reported == expected),
         "received": received,
+        "expected_per_node": sent.expected_per_node.iter().map(|n| n.load(Ordering::Relaxed)).collect::<Vec<_>>(),
         "received_per_node": fleet.per_node.iter().map(|n| n.load(Ordering::Relaxed)).collect::<Vec<_>>(),
         "lost": expected.saturating_sub(received),
         "deliveries_per_s": ratio(received as f64, window).round(),
