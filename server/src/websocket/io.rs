@@ -3,10 +3,10 @@
 //!
 //! Reads: tungstenite asks for at most `read_buffer_size` (256 bytes, kept small because every
 //! idle connection holds that buffer) per `read`, so a pipelining client sending 4 KiB messages
-//! would cost sixteen `recvfrom` calls per message. [`SocketIo`] reads directly into tungstenite's buffer until
-//! a read fills it (more is probably waiting); then it reads ahead up to [`READ_AHEAD`] bytes at
-//! a time into a buffer of its own, and frees that buffer as soon as it is drained and the
-//! socket has nothing more. Idle connections never allocate it.
+//! would cost sixteen `recvfrom` calls per message. [`SocketIo`] reads directly into
+//! tungstenite's buffer until a read fills it (more is probably waiting); then it reads ahead up
+//! to [`READ_AHEAD`] bytes at a time into a buffer of its own, and frees that buffer as soon as
+//! it is drained and the socket has nothing more. Idle connections never allocate it.
 //!
 //! Writes: tungstenite copies every frame into a per-connection buffer whose capacity it never
 //! gives back (one large push would leave every recipient holding that much memory).
