@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{Ctx, Deliveries, await_deliveries, open_many, padding};
+use super::{Ctx, Deliveries, await_deliveries, await_join_reply, open_many, padding};
 use crate::http::HttpClient;
 use crate::stats::{CpuMeter, Recorder, ratio, secs, summary, unix_nanos};
 use crate::target::{Audience, Conn, Target, User};
@@ -198,15 +198,7 @@ async fn join_users(target: &Target, conns: &mut [Conn], users: &[User]) -> anyh
         }
     }
     for j in joined {
-        loop {
-            let reply = conns[j]
-                .recv()
-                .await
-                .ok_or_else(|| anyhow::anyhow!("closed while joining its user's channel"))?;
-            if target.is_join_reply(&reply)? {
-                break;
-            }
-        }
+        await_join_reply(target, &mut conns[j]).await?;
     }
     Ok(())
 }

@@ -105,17 +105,22 @@ pub async fn join_tag(target: &Target, conns: &mut [Conn], tag: &str) -> anyhow:
         conn.send(target.join_frame(tag)).await?;
     }
     for conn in conns.iter_mut() {
-        loop {
-            let reply = conn
-                .recv()
-                .await
-                .ok_or_else(|| anyhow::anyhow!("closed while joining"))?;
-            if target.is_join_reply(&reply)? {
-                break;
-            }
-        }
+        await_join_reply(target, conn).await?;
     }
     Ok(())
+}
+
+/// Reads until the reply to a join (tag or channel subscription), skipping other frames.
+pub async fn await_join_reply(target: &Target, conn: &mut Conn) -> anyhow::Result<()> {
+    loop {
+        let reply = conn
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("closed while joining"))?;
+        if target.is_join_reply(&reply)? {
+            return Ok(());
+        }
+    }
 }
 
 /// Pushes carry `"t": <unix ns at the send call>`; receivers record now − t.
