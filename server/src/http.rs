@@ -457,19 +457,32 @@ async fn serve_connection(
     let _ = conn.await;
 }
 
-/// The socket of a connection hyper has switched to another protocol (a WebSocket), with the
-/// bytes already read past the upgrade request, in order; `None` if it is not one of ours.
-pub fn upgraded_socket(
-    upgraded: hyper::upgrade::Upgraded,
-) -> Option<(tokio::net::TcpStream, Vec<u8>)> {
+/// A connection hyper has switched to another protocol (a WebSocket).
+pub struct Upgraded {
+    /// The socket.
+    pub socket: tokio::net::TcpStream,
+    /// The bytes already read past the upgrade request, in order.
+    pub early: Vec<u8>,
+    /// The `101` response, still to be written: first, and best in the same write as the
+    /// first frames (the client then wakes once for both).
+    pub switching: bytes::Bytes,
+}
+
+/// The socket of a connection hyper has switched to another protocol; `None` if it is not
+/// one of ours.
+pub fn upgraded_socket(upgraded: hyper::upgrade::Upgraded) -> Option<Upgraded> {
     let parts = upgraded
         .downcast::<hyper_util::rt::TokioIo<HeadGate<tokio::net::TcpStream>>>()
         .ok()?;
-    let (socket, held) = parts.io.into_inner().into_parts();
+    let (socket, held, switching) = parts.io.into_inner().into_parts();
     // hyper read its part before the gate's: its buffer comes first. Both are copied out, so
     // no 8 KiB read buffer stays alive for the life of the connection.
     let mut early = Vec::with_capacity(parts.read_buf.len() + held.len());
     early.extend_from_slice(&parts.read_buf);
     early.extend_from_slice(&held);
-    Some((socket, early))
+    Some(Upgraded {
+        socket,
+        early,
+        switching,
+    })
 }

@@ -12,6 +12,10 @@
 //! length or chunked; see `framing`) as the bytes go by. After a request that asks for an
 //! upgrade (WebSocket) or a body hyper will refuse anyway, it stops looking and passes bytes
 //! through untouched.
+//!
+//! The `101 Switching Protocols` hyper writes for an upgrade is held back, not written: the
+//! WebSocket that takes the socket over writes it together with its greeting, so a new
+//! connection costs one write and its client one wake-up instead of two.
 
 use std::io;
 use std::pin::Pin;
@@ -228,6 +232,9 @@ enum Refused {
     Done,
 }
 
+/// How a `101 Switching Protocols` response begins, as hyper writes it.
+const SWITCHING_PROTOCOLS: &[u8] = b"HTTP/1.1 101 ";
+
 /// The socket of one HTTP connection, as hyper reads it (see the module docs).
 pub struct HeadGate<S> {
     inner: S,
@@ -239,6 +246,9 @@ pub struct HeadGate<S> {
     refused: Option<Refused>,
     eof: bool,
     in_flight: std::sync::Arc<InFlight>,
+    /// A `101 Switching Protocols` hyper wrote: held back so that it leaves in the same
+    /// write as the WebSocket's first frames (see [`HeadGate::into_parts`]).
+    switching: Vec<u8>,
 }
 
 impl<S> HeadGate<S> {
@@ -252,13 +262,23 @@ impl<S> HeadGate<S> {
             refused: None,
             eof: false,
             in_flight,
+            switching: Vec::new(),
         }
     }
 
     /// The socket back, with what was read from it but not yet handed on (an upgraded
-    /// connection's first frames).
-    pub fn into_parts(self) -> (S, Bytes) {
-        (self.inner, self.buf.freeze())
+    /// connection's first frames), and the `101` response not yet written: whoever takes the
+    /// socket over writes it before anything else.
+    pub fn into_parts(self) -> (S, Bytes, Bytes) {
+        (self.inner, self.buf.freeze(), Bytes::from(self.switching))
+    }
+
+    /// Whether a write starting with `first` is (the rest of) a `101` to hold back: only
+    /// after a request that asked for an upgrade. hyper writes a response head in one piece,
+    /// and nothing after a `101`: the socket is handed over.
+    fn holds(&self, first: &[u8]) -> bool {
+        !self.switching.is_empty()
+            || (self.framing == Framing::Opaque && first.starts_with(SWITCHING_PROTOCOLS))
     }
 
     /// Sorts the unchecked bytes of `buf` into "ready for hyper" as far as the framing allows.
@@ -452,7 +472,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGate<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.holds(buf) {
+            this.switching.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -460,7 +485,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGate<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if this.holds(first) {
+            let mut n = 0;
+            for b in bufs {
+                this.switching.extend_from_slice(b);
+                n += b.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -486,6 +524,60 @@ mod tests {
 
     fn framing_after(bytes: &[u8]) -> (usize, Framing) {
         check_head(bytes).unwrap().unwrap()
+    }
+
+    /// After an upgrade request the `101` is held for whoever takes the socket over; other
+    /// answers (an upgrade refused, any plain request) are written at once.
+    #[tokio::test]
+    async fn a_switching_protocols_answer_is_held_for_the_upgraded_socket() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let plain = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let upgrade =
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let (mut peer, ours) = tokio::io::duplex(1 << 16);
+        let mut gate = HeadGate::new(ours, Default::default());
+        peer.write_all(plain).await.unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = gate.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], plain);
+        gate.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        let mut got = [0u8; 19];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"HTTP/1.1 200 OK\r\n\r\n", "a plain answer goes out");
+
+        peer.write_all(upgrade).await.unwrap();
+        let n = gate.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], upgrade);
+        // A refused upgrade's answer is not held.
+        gate.write_all(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = [0u8; 29];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"HTTP/1.1 401 Unauthorized\r\n\r\n");
+
+        let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let (head, rest) = answer.split_at(20);
+        let slices = [io::IoSlice::new(head), io::IoSlice::new(rest)];
+        let n = std::future::poll_fn(|cx| Pin::new(&mut gate).poll_write_vectored(cx, &slices))
+            .await
+            .unwrap();
+        assert_eq!(n, answer.len(), "taken whole");
+        gate.flush().await.unwrap();
+        peer.write_all(b"\x81\x00").await.unwrap();
+        let (mut inner, early, switching) = gate.into_parts();
+        assert_eq!(&switching[..], &answer[..], "held, not written");
+        assert!(
+            early.is_empty(),
+            "frames after the head are not read ahead by the gate"
+        );
+        inner.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        peer.read_exact(&mut one).await.unwrap();
+        assert_eq!(
+            &one, b"x",
+            "nothing of the 101 reached the peer before the new owner wrote"
+        );
     }
 
     #[test]

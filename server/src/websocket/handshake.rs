@@ -249,18 +249,26 @@ async fn open_stream(
     config: WebSocketConfig,
     gate: Option<Arc<Connection>>,
 ) -> Option<WebSocketStream<SocketIo<Shared>>> {
-    // Whatever was read past the request head belongs to the WebSocket.
-    let (io, early) = crate::http::upgraded_socket(on_upgrade.await.ok()?)?;
-    let sock = Arc::new(io);
+    // Whatever was read past the request head belongs to the WebSocket; the 101 is still to
+    // be written, ahead of everything else.
+    let up = crate::http::upgraded_socket(on_upgrade.await.ok()?)?;
+    let sock = Arc::new(up.socket);
     let io = match gate {
         Some(client) => {
-            // From here on pushes may be written by the tasks that queue them.
-            client.outbox().attach(sock.clone());
+            // From here on pushes may be written by the tasks that queue them; the first
+            // write carries the 101 and the greeting queued before it.
+            client.outbox().attach(sock.clone(), up.switching);
             SocketIo::gated(Shared(sock), client)
         }
-        None => SocketIo::new(Shared(sock)),
+        None => {
+            let mut io = SocketIo::new(Shared(sock));
+            tokio::io::AsyncWriteExt::write_all(&mut io, &up.switching)
+                .await
+                .ok()?;
+            io
+        }
     };
-    let ws = WebSocketStream::from_partially_read(io, early, WsRole::Server, Some(config)).await;
+    let ws = WebSocketStream::from_partially_read(io, up.early, WsRole::Server, Some(config)).await;
     Some(ws)
 }
 

@@ -27,6 +27,7 @@ use std::task::{Context, Poll, ready};
 
 use crate::websocket::client::Connection;
 use crate::websocket::outbox::Outbound;
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -279,13 +280,15 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// Writes up to `max_frames` queued frames to the socket without waiting, header and shared
-/// payload side by side in vectored writes, until they are written (`Ok(true)`) or the kernel
-/// takes no more (`Ok(false)`). `front_sent` counts the bytes of the front frame already
-/// written, so a frame cut off by a full socket is continued, never restarted; `done` is
-/// called with each completed frame as it leaves the queue.
+/// Writes `lead` (raw bytes that precede every frame, usually none), then up to `max_frames`
+/// queued frames, to the socket without waiting, header and shared payload side by side in
+/// vectored writes, until they are written (`Ok(true)`) or the kernel takes no more
+/// (`Ok(false)`). `lead` is advanced past what went out; `front_sent` counts the bytes of
+/// the front frame already written, so a frame cut off by a full socket is continued, never
+/// restarted; `done` is called with each completed frame as it leaves the queue.
 pub fn write_queue(
     wire: &TcpStream,
+    lead: &mut Bytes,
     queue: &mut VecDeque<Outbound>,
     front_sent: &mut usize,
     max_frames: usize,
@@ -294,18 +297,23 @@ pub fn write_queue(
     let mut heads = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
     let mut left = max_frames;
     loop {
-        if queue.is_empty() || left == 0 {
+        if lead.is_empty() && (queue.is_empty() || left == 0) {
             return Ok(true);
         }
-        let count = queue.len().min(FRAMES_PER_WRITE).min(left);
+        // One slice is kept for the lead.
+        let count = queue.len().min(FRAMES_PER_WRITE - 1).min(left);
         for (frame, head) in queue.iter().zip(heads.iter_mut()).take(count) {
             let (binary, data) = payload(frame);
             head.1 = frame_header(binary, data.len(), &mut head.0);
         }
         let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
         let mut used = 0;
+        let mut total = lead.len();
+        if !lead.is_empty() {
+            slices[0] = IoSlice::new(lead);
+            used = 1;
+        }
         let mut skip = *front_sent;
-        let mut total = 0;
         for (frame, (head, n)) in queue.iter().zip(heads.iter()).take(count) {
             for part in [&head[..*n], payload(frame).1] {
                 if skip >= part.len() {
@@ -326,6 +334,13 @@ pub fn write_queue(
         };
         // A short write means the socket's buffer is full: wait for it to drain.
         let full = written < total;
+        let from_lead = written.min(lead.len());
+        lead.advance(from_lead);
+        if lead.is_empty() {
+            // Frees the buffer: an advanced `Bytes` still holds it.
+            *lead = Bytes::new();
+        }
+        written -= from_lead;
         // Retire every frame the write completed; keep the position inside a cut-off one.
         for (_, head_len) in heads.iter().take(count) {
             let Some(front) = queue.front() else { break };
@@ -376,7 +391,6 @@ pub(crate) async fn tcp_pair() -> (TcpStream, TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use futures_util::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::WebSocketStream;
@@ -416,6 +430,9 @@ mod tests {
             })
             .collect();
         let expected = frames.clone();
+        // Raw bytes ahead of the frames (the HTTP 101), longer than the send buffer.
+        let lead_bytes: Vec<u8> = (0..6000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut lead = Bytes::from(lead_bytes.clone());
         let writer = tokio::spawn(async move {
             let mut queue: VecDeque<Outbound> = frames.into_iter().collect();
             let mut front_sent = 0;
@@ -423,6 +440,7 @@ mod tests {
             let mut cut = 0;
             while !write_queue(
                 &server_side,
+                &mut lead,
                 &mut queue,
                 &mut front_sent,
                 usize::MAX,
@@ -436,8 +454,15 @@ mod tests {
                 server_side.writable().await.unwrap();
             }
             assert_eq!(front_sent, 0);
+            assert!(lead.is_empty());
             (done, cut, server_side)
         });
+        let mut client_side = client_side;
+        let mut got_lead = vec![0u8; lead_bytes.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut client_side, &mut got_lead)
+            .await
+            .unwrap();
+        assert_eq!(got_lead, lead_bytes, "the lead comes first, whole");
         let mut client = WebSocketStream::from_raw_socket(client_side, Role::Client, None).await;
         for want in expected {
             let got = client.next().await.unwrap().unwrap();

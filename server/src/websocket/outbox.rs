@@ -111,6 +111,9 @@ struct State {
     last_write: Option<Instant>,
     /// Frames finished by a control write, not yet counted in the metrics.
     uncounted: Written,
+    /// Bytes that go out before any frame: the rest of the HTTP `101` answer, which thus
+    /// shares a write with the greeting.
+    lead: Bytes,
 }
 
 impl State {
@@ -148,6 +151,7 @@ impl State {
         let bytes = &mut self.bytes;
         let result = write_queue(
             wire,
+            &mut self.lead,
             &mut self.queue,
             &mut self.front_sent,
             max_frames,
@@ -191,9 +195,18 @@ impl Outbox {
         }
     }
 
-    /// Gives the outbox the socket to write to (the connection task, once upgraded).
-    pub fn attach(&self, wire: Arc<TcpStream>) {
-        self.state.lock().wire = Some(wire);
+    /// Gives the outbox the socket to write to (the connection task, once upgraded), with
+    /// bytes to write before any frame (the HTTP `101`, or nothing).
+    pub fn attach(&self, wire: Arc<TcpStream>, lead: Bytes) {
+        let mut st = self.state.lock();
+        st.wire = Some(wire);
+        let wake = !lead.is_empty();
+        st.lead = lead;
+        drop(st);
+        if wake {
+            // The lead goes out even when no frame is queued to carry it.
+            self.notify.notify_one();
+        }
     }
 
     /// Takes the socket back when the connection ends, so it closes with its task.
@@ -331,22 +344,22 @@ impl Outbox {
         }
     }
 
-    /// tungstenite's writes (control frames): a data frame part-written is finished first,
-    /// and a write that stops inside tungstenite's buffer keeps data frames out until the
-    /// rest follows.
+    /// tungstenite's writes (control frames): the lead bytes and a data frame part-written
+    /// are finished first, and a write that stops inside tungstenite's buffer keeps data
+    /// frames out until the rest follows.
     pub fn poll_write_control(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             let mut st = self.state.lock();
             let Some(wire) = st.wire.clone() else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
-            if st.front_sent > 0 && !st.control_torn {
+            if (st.front_sent > 0 || !st.lead.is_empty()) && !st.control_torn {
                 let mut written = std::mem::take(&mut st.uncounted);
                 let finished = st.write(Instant::now(), 1, &mut written);
                 st.uncounted = written;
                 finished?;
             }
-            if st.front_sent == 0 || st.control_torn {
+            if (st.front_sent == 0 && st.lead.is_empty()) || st.control_torn {
                 match wire.try_write(buf) {
                     Ok(n) => {
                         st.control_torn = n < buf.len();
@@ -432,7 +445,7 @@ mod tests {
     async fn direct_writes_control_frames_and_the_task_share_the_wire() {
         let (server, client) = super::super::io::tcp_pair().await;
         let o = Arc::new(Outbox::new(10 << 20));
-        o.attach(Arc::new(server));
+        o.attach(Arc::new(server), Bytes::new());
         let big = "y".repeat(3 << 20);
         let now = Instant::now();
         let (outcome, write_now) = o.push_delivery(text_of(&big), true, now);

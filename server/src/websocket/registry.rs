@@ -30,18 +30,71 @@ struct Delivery {
     write: Vec<Arc<Connection>>,
 }
 
+/// A delivery writing to more quiet sockets than this is a large fan-out, paced by [`Pace`].
+const LARGE_FANOUT: usize = 16 * WRITE_CHUNK;
+
+/// When a large fan-out is written by the sender and when by the connection tasks.
+///
+/// Written by the sender, each delivery costs one syscall per socket, always. Handed to the
+/// woken connection tasks, a task that runs late finds the next delivery queued too and
+/// writes both at once, so a server that falls behind catches up. Direct writes are cheaper
+/// while the server keeps up; a large fan-out is therefore written directly only when the
+/// previous direct one's write-out took less than half the time since it began, i.e. while
+/// fan-outs leave the server idle at least half of the time between them.
+struct Pace {
+    epoch: Instant,
+    /// When the last directly-written large fan-out began (ns since `epoch`; 0 = never).
+    began: AtomicU64,
+    /// When its last chunk was written (ns since `epoch`).
+    finished: Arc<AtomicU64>,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Pace {
+            epoch: Instant::now(),
+            began: AtomicU64::new(0),
+            finished: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn nanos(epoch: Instant, at: Instant) -> u64 {
+        // At least 1: 0 means "never".
+        (at.saturating_duration_since(epoch).as_nanos() as u64).max(1)
+    }
+
+    /// Whether a large fan-out starting `now` is written directly; if so it is the new
+    /// reference. (Two deciding at once may both write directly: harmless.)
+    fn direct(&self, now: Instant) -> bool {
+        let at = Self::nanos(self.epoch, now);
+        let began = self.began.load(Ordering::Relaxed);
+        let took = self.finished.load(Ordering::Relaxed).saturating_sub(began);
+        if began != 0 && at.saturating_sub(began) < 2 * took {
+            return false;
+        }
+        self.began.store(at, Ordering::Relaxed);
+        self.finished.store(at, Ordering::Relaxed);
+        true
+    }
+}
+
 /// Writes the frames just queued to quiet sockets, from tasks spawned for chunks of them (the
-/// caller may hold a stream's lock, and a fan-out's writes should use every core). Without a
-/// runtime (unit tests) the connection tasks are woken instead.
-fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>) {
+/// caller may hold a stream's lock, and a fan-out's writes should use every core), or, for a
+/// large fan-out coming close behind the last ([`Pace`]), wakes their connection tasks.
+/// Without a runtime (unit tests) the connection tasks are woken too.
+fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>, pace: &Pace) {
     if write.is_empty() {
         return;
     }
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        for c in write {
-            c.outbox().wake();
+    let large = write.len() > LARGE_FANOUT;
+    let rt = match tokio::runtime::Handle::try_current() {
+        Ok(rt) if !large || pace.direct(now) => rt,
+        _ => {
+            for c in write {
+                c.outbox().wake();
+            }
+            return;
         }
-        return;
     };
     let mut rest = write.into_iter();
     loop {
@@ -50,6 +103,7 @@ fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>)
             break;
         }
         let metrics = metrics.clone();
+        let finished = large.then(|| (pace.finished.clone(), pace.epoch));
         rt.spawn(async move {
             let mut written = Written::default();
             for c in &chunk {
@@ -57,6 +111,9 @@ fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>)
             }
             metrics.messages_out.add(written.frames);
             metrics.bytes_out.add(written.bytes);
+            if let Some((finished, epoch)) = finished {
+                finished.fetch_max(Pace::nanos(epoch, Instant::now()), Ordering::Relaxed);
+            }
         });
     }
 }
@@ -113,6 +170,7 @@ pub struct Registry {
     limits: Limits,
     metrics: Arc<Metrics>,
     cut_listener: std::sync::OnceLock<tokio::sync::mpsc::Sender<Arc<Connection>>>,
+    pace: Pace,
 }
 
 /// A slot reserved at the handshake; released on drop unless the connection registered.
@@ -142,6 +200,7 @@ impl Registry {
             limits,
             metrics,
             cut_listener: std::sync::OnceLock::new(),
+            pace: Pace::new(),
         }
     }
 
@@ -419,7 +478,7 @@ impl Registry {
     /// Runs a delivery under the read lock, then takes the connections it cut off out of
     /// every index at once: they receive nothing more, so nothing may count them, even while
     /// their socket task is still stuck writing to them. The frames for quiet sockets are
-    /// written by tasks of their own, in chunks, off every lock and off the caller's path.
+    /// written off every lock and off the caller's path (see `write_soon`).
     fn delivering(&self, f: impl FnOnce(&Indexes, &mut Delivery) -> usize) -> usize {
         let mut out = Delivery {
             now: Instant::now(),
@@ -430,7 +489,7 @@ impl Registry {
             let idx = self.idx.read();
             f(&idx, &mut out)
         };
-        write_soon(out.write, out.now, &self.metrics);
+        write_soon(out.write, out.now, &self.metrics, &self.pace);
         for c in out.cut {
             self.unregister(&c);
             if let Some(tx) = self.cut_listener.get() {
@@ -543,6 +602,27 @@ pub fn encode(push: &Push, pos: Option<&StreamPosition>) -> Outbound {
 mod tests {
     use super::*;
     use switchboard_sdk::{ClientInfo, Credential, Role};
+
+    #[test]
+    fn large_fanouts_are_written_directly_while_they_leave_half_the_time_idle() {
+        let pace = Pace::new();
+        let ms = |n: u64| pace.epoch + std::time::Duration::from_millis(n);
+        let finish = |at: Instant| {
+            pace.finished
+                .fetch_max(Pace::nanos(pace.epoch, at), Ordering::Relaxed);
+        };
+        assert!(pace.direct(ms(1000)), "the first is written directly");
+        finish(ms(1040)); // its write-out took 40 ms
+        assert!(!pace.direct(ms(1050)), "50 ms on: busy 80% of the time");
+        assert!(!pace.direct(ms(1079)));
+        assert!(pace.direct(ms(1080)), "80 ms on: busy half of the time");
+        finish(ms(1090)); // 10 ms this time
+        assert!(pace.direct(ms(1100)), "20 ms on");
+        assert!(
+            pace.direct(ms(1100)),
+            "still nothing written since the last began"
+        );
+    }
 
     fn registry() -> Arc<Registry> {
         Arc::new(Registry::new(
