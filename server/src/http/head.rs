@@ -273,12 +273,22 @@ impl<S> HeadGate<S> {
         (self.inner, self.buf.freeze(), Bytes::from(self.switching))
     }
 
-    /// Whether a write starting with `first` is (the rest of) a `101` to hold back: only
-    /// after a request that asked for an upgrade. hyper writes a response head in one piece,
-    /// and nothing after a `101`: the socket is handed over.
-    fn holds(&self, first: &[u8]) -> bool {
-        !self.switching.is_empty()
-            || (self.framing == Framing::Opaque && first.starts_with(SWITCHING_PROTOCOLS))
+    /// Takes a write that is (the rest of) a `101` and returns its length; `None` for any
+    /// other write. Only after a request that asked for an upgrade: hyper writes a response
+    /// head in one piece, and nothing after a `101`, as the socket is handed over.
+    fn hold(&mut self, bufs: &[io::IoSlice<'_>]) -> Option<usize> {
+        let first = bufs.iter().find(|b| !b.is_empty())?;
+        if self.switching.is_empty()
+            && !(self.framing == Framing::Opaque && first.starts_with(SWITCHING_PROTOCOLS))
+        {
+            return None;
+        }
+        let mut n = 0;
+        for b in bufs {
+            self.switching.extend_from_slice(b);
+            n += b.len();
+        }
+        Some(n)
     }
 
     /// Sorts the unchecked bytes of `buf` into "ready for hyper" as far as the framing allows.
@@ -473,9 +483,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGate<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.holds(buf) {
-            this.switching.extend_from_slice(buf);
-            return Poll::Ready(Ok(buf.len()));
+        if let Some(n) = this.hold(&[io::IoSlice::new(buf)]) {
+            return Poll::Ready(Ok(n));
         }
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
@@ -486,16 +495,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGate<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let first = bufs
-            .iter()
-            .find(|b| !b.is_empty())
-            .map_or(&[][..], |b| &b[..]);
-        if this.holds(first) {
-            let mut n = 0;
-            for b in bufs {
-                this.switching.extend_from_slice(b);
-                n += b.len();
-            }
+        if let Some(n) = this.hold(bufs) {
             return Poll::Ready(Ok(n));
         }
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)

@@ -46,7 +46,7 @@ struct Pace {
     /// When the last directly-written large fan-out began (ns since `epoch`; 0 = never).
     began: AtomicU64,
     /// When its last chunk was written (ns since `epoch`).
-    finished: Arc<AtomicU64>,
+    finished: AtomicU64,
 }
 
 impl Pace {
@@ -54,19 +54,24 @@ impl Pace {
         Pace {
             epoch: Instant::now(),
             began: AtomicU64::new(0),
-            finished: Arc::new(AtomicU64::new(0)),
+            finished: AtomicU64::new(0),
         }
     }
 
-    fn nanos(epoch: Instant, at: Instant) -> u64 {
+    fn nanos(&self, at: Instant) -> u64 {
         // At least 1: 0 means "never".
-        (at.saturating_duration_since(epoch).as_nanos() as u64).max(1)
+        (at.saturating_duration_since(self.epoch).as_nanos() as u64).max(1)
+    }
+
+    /// A chunk of the directly-written fan-out finished writing at `at`.
+    fn chunk_written(&self, at: Instant) {
+        self.finished.fetch_max(self.nanos(at), Ordering::Relaxed);
     }
 
     /// Whether a large fan-out starting `now` is written directly; if so it is the new
     /// reference. (Two deciding at once may both write directly: harmless.)
     fn direct(&self, now: Instant) -> bool {
-        let at = Self::nanos(self.epoch, now);
+        let at = self.nanos(now);
         let began = self.began.load(Ordering::Relaxed);
         let took = self.finished.load(Ordering::Relaxed).saturating_sub(began);
         if began != 0 && at.saturating_sub(began) < 2 * took {
@@ -82,7 +87,7 @@ impl Pace {
 /// caller may hold a stream's lock, and a fan-out's writes should use every core), or, for a
 /// large fan-out coming close behind the last ([`Pace`]), wakes their connection tasks.
 /// Without a runtime (unit tests) the connection tasks are woken too.
-fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>, pace: &Pace) {
+fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>, pace: &Arc<Pace>) {
     if write.is_empty() {
         return;
     }
@@ -103,7 +108,7 @@ fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>,
             break;
         }
         let metrics = metrics.clone();
-        let finished = large.then(|| (pace.finished.clone(), pace.epoch));
+        let pace = large.then(|| pace.clone());
         rt.spawn(async move {
             let mut written = Written::default();
             for c in &chunk {
@@ -111,8 +116,8 @@ fn write_soon(write: Vec<Arc<Connection>>, now: Instant, metrics: &Arc<Metrics>,
             }
             metrics.messages_out.add(written.frames);
             metrics.bytes_out.add(written.bytes);
-            if let Some((finished, epoch)) = finished {
-                finished.fetch_max(Pace::nanos(epoch, Instant::now()), Ordering::Relaxed);
+            if let Some(pace) = pace {
+                pace.chunk_written(Instant::now());
             }
         });
     }
@@ -170,7 +175,7 @@ pub struct Registry {
     limits: Limits,
     metrics: Arc<Metrics>,
     cut_listener: std::sync::OnceLock<tokio::sync::mpsc::Sender<Arc<Connection>>>,
-    pace: Pace,
+    pace: Arc<Pace>,
 }
 
 /// A slot reserved at the handshake; released on drop unless the connection registered.
@@ -200,7 +205,7 @@ impl Registry {
             limits,
             metrics,
             cut_listener: std::sync::OnceLock::new(),
-            pace: Pace::new(),
+            pace: Arc::new(Pace::new()),
         }
     }
 
@@ -607,16 +612,12 @@ mod tests {
     fn large_fanouts_are_written_directly_while_they_leave_half_the_time_idle() {
         let pace = Pace::new();
         let ms = |n: u64| pace.epoch + std::time::Duration::from_millis(n);
-        let finish = |at: Instant| {
-            pace.finished
-                .fetch_max(Pace::nanos(pace.epoch, at), Ordering::Relaxed);
-        };
         assert!(pace.direct(ms(1000)), "the first is written directly");
-        finish(ms(1040)); // its write-out took 40 ms
+        pace.chunk_written(ms(1040)); // its write-out took 40 ms
         assert!(!pace.direct(ms(1050)), "50 ms on: busy 80% of the time");
         assert!(!pace.direct(ms(1079)));
         assert!(pace.direct(ms(1080)), "80 ms on: busy half of the time");
-        finish(ms(1090)); // 10 ms this time
+        pace.chunk_written(ms(1090)); // 10 ms this time
         assert!(pace.direct(ms(1100)), "20 ms on");
         assert!(
             pace.direct(ms(1100)),
